@@ -1,0 +1,305 @@
+"""Hugging Face checkpoints: open (dir or hub id), check, read slices, write atomically.
+
+The only module that reads or writes weight files. Headers are read without
+touching tensor data, so every check runs before any heavy work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from arm_ray.errors import CheckpointError
+
+WEIGHT_INDEX = "model.safetensors.index.json"
+# Fields whose difference makes two checkpoints unmergeable, in the order they are reported.
+ARCH_FIELDS = ("model_type", "architectures", "hidden_size", "intermediate_size", "num_hidden_layers",
+               "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size", "hidden_act",
+               "tie_word_embeddings")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                   "tokenizer.model", "chat_template.jinja", "added_tokens.json")
+_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+@dataclass
+class TensorInfo:
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    path: Path
+    config: dict
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[str]:
+        return sorted({t.file for t in self.tensors.values()})
+
+    def load_state_dict(self, device: str = "cpu") -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        sd: dict[str, torch.Tensor] = {}
+        for f in self.files:
+            sd.update(load_file(self.path / f, device=device))
+        return {k: sd[k] for k in sorted(sd)}
+
+    def read_slice(self, name: str, axis: int, index: np.ndarray) -> torch.Tensor:
+        """Entries `index` (sorted) of tensor `name` along `axis`, reading only those rows/columns.
+
+        Consecutive indices are read as one slice, so a run of neurons costs one read.
+        """
+        from safetensors import safe_open
+
+        info = self.tensors[name]
+        runs = np.split(index, np.flatnonzero(np.diff(index) != 1) + 1) if len(index) else []
+        with safe_open(self.path / info.file, framework="pt") as f:
+            sl = f.get_slice(name)
+            parts = [sl[int(r[0]): int(r[-1]) + 1] if axis == 0 else sl[:, int(r[0]): int(r[-1]) + 1] for r in runs]
+        return torch.cat(parts, dim=axis)
+
+    def tokenizer_fingerprint(self) -> str | None:
+        """Hash of the vocabulary and added tokens; None when the checkpoint has no tokenizer files."""
+        tj = self.path / "tokenizer.json"
+        if tj.is_file():
+            data = json.loads(tj.read_text(encoding="utf-8"))
+            core = {"model": data.get("model"), "added_tokens": data.get("added_tokens")}
+            return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
+        vocab = self.path / "vocab.json"
+        if vocab.is_file():
+            return hashlib.sha256(vocab.read_bytes()).hexdigest()
+        return None
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """Parse a .safetensors header and check that the file holds every byte it announces."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise CheckpointError(f"{path}: corrupt safetensors file (shorter than its 8-byte header length)")
+            (n,) = struct.unpack("<Q", raw)
+            if n > size - 8:
+                raise CheckpointError(f"{path}: corrupt safetensors file (header of {n} bytes in a {size}-byte file)")
+            header = json.loads(f.read(n))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not JSON)") from None
+    header.pop("__metadata__", None)
+    end = max((v["data_offsets"][1] for v in header.values()), default=0)
+    if 8 + n + end != size:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file "
+                              f"(header announces {8 + n + end} bytes, file has {size})")
+    for name, v in header.items():
+        expect = int(np.prod(v["shape"], dtype=np.int64)) * _DTYPE_SIZES.get(v["dtype"], 0)
+        if _DTYPE_SIZES.get(v["dtype"]) and v["data_offsets"][1] - v["data_offsets"][0] != expect:
+            raise CheckpointError(f"{path}: corrupt safetensors file (tensor {name} has the wrong byte length)")
+    return header
+
+
+def resolve(ref: str) -> Path:
+    """A local directory, or a hub id fetched to the local cache (weights, config and tokenizer only)."""
+    p = Path(ref).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise CheckpointError(f"{ref}: expected a checkpoint directory, found a file")
+        return p
+    if ref.startswith((".", "/", "~")) or ref.count("/") != 1:
+        raise CheckpointError(f"{ref}: no such checkpoint directory (and not a hub id of the form owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(ref, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                           "*.jinja"]))
+    except Exception as e:
+        raise CheckpointError(f"{ref}: not a local directory, and the hub download failed ({type(e).__name__}: {e})"
+                              ) from None
+
+
+def open_checkpoint(ref: str, name: str | None = None) -> Checkpoint:
+    path = resolve(ref)
+    name = name or ref
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{name}: {path} has no config.json")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    index = path / WEIGHT_INDEX
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        files = sorted(set(weight_map.values()))
+    else:
+        files = sorted(f.name for f in path.glob("*.safetensors"))
+        weight_map = None
+    if not files:
+        raise CheckpointError(f"{name}: {path} holds no .safetensors weights")
+    tensors: dict[str, TensorInfo] = {}
+    for f in files:
+        fp = path / f
+        if not fp.is_file():
+            raise CheckpointError(f"{name}: {fp} is listed in {WEIGHT_INDEX} but missing")
+        for t, v in read_safetensors_header(fp).items():
+            tensors[t] = TensorInfo(f, v["dtype"], tuple(v["shape"]))
+    if weight_map is not None:
+        missing = sorted(set(weight_map) - set(tensors))
+        if missing:
+            raise CheckpointError(f"{name}: {WEIGHT_INDEX} lists {missing[0]} but no shard holds it")
+    return Checkpoint(name, path, config, tensors)
+
+
+def check_compatible(checkpoints: list[Checkpoint]) -> None:
+    """Same architecture, tensor names, shapes and tokenizer; the error names both models and the field."""
+    ref = checkpoints[0]
+    ref_tok = ref.tokenizer_fingerprint()
+    for other in checkpoints[1:]:
+        pair = f"{ref.name} and {other.name}"
+        for key in ARCH_FIELDS:
+            if ref.config.get(key) != other.config.get(key):
+                raise CheckpointError(f"{pair} differ in config field {key!r}: "
+                                      f"{ref.config.get(key)!r} vs {other.config.get(key)!r}")
+        for t in sorted(set(ref.tensors) | set(other.tensors)):
+            a, b = ref.tensors.get(t), other.tensors.get(t)
+            if a is None or b is None:
+                raise CheckpointError(f"{pair} differ: tensor {t} exists only in {(other if a is None else ref).name}")
+            if a.shape != b.shape:
+                raise CheckpointError(f"{pair} differ in the shape of {t}: {list(a.shape)} vs {list(b.shape)}")
+        tok = other.tokenizer_fingerprint()
+        if ref_tok and tok and ref_tok != tok:
+            raise CheckpointError(f"{pair} have different tokenizers (tokenizer.json vocabularies differ)")
+
+
+def first_nonweight_files(path: Path) -> list[Path]:
+    """Config, generation config and tokenizer files that travel with a written model."""
+    keep = {"config.json", "generation_config.json", *TOKENIZER_FILES}
+    return sorted(p for p in path.iterdir() if p.is_file() and p.name in keep)
+
+
+@contextmanager
+def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Write into a hidden temp dir beside `final`, then rename: a crash never leaves a complete-looking dir."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists() and not overwrite:
+        raise CheckpointError(f"{final} already exists")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in tmp.iterdir():  # data on disk before the rename makes it visible
+            os.chmod(f, 0o644)  # safetensors writes 0600; a model is meant to be shared
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _shard_plan(sizes: Mapping[str, int], max_shard_bytes: int) -> list[list[str]]:
+    shards: list[list[str]] = [[]]
+    used = 0
+    for name in sorted(sizes):
+        if shards[-1] and used + sizes[name] > max_shard_bytes:
+            shards.append([])
+            used = 0
+        shards[-1].append(name)
+        used += sizes[name]
+    return shards
+
+
+def _shard_names(n: int) -> list[str]:
+    return ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+
+
+def _write_index(out: Path, weight_map: dict[str, str], total: int) -> None:
+    if len(set(weight_map.values())) > 1:
+        (out / WEIGHT_INDEX).write_text(json.dumps({"metadata": {"total_size": total},
+                                                    "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
+
+
+def write_state_dict(state_dict: Mapping[str, torch.Tensor], out: Path, source: Checkpoint,
+                     max_shard_bytes: int = 2 << 30, readme: str | None = None, overwrite: bool = False) -> None:
+    """A complete HF checkpoint (sharded safetensors + source's config/tokenizer files), atomically."""
+    from safetensors.torch import save_file
+
+    sizes = {k: v.numel() * v.element_size() for k, v in state_dict.items()}
+    plan = _shard_plan(sizes, max_shard_bytes)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        weight_map = {}
+        for fname, names in zip(_shard_names(len(plan)), plan):
+            save_file({n: state_dict[n].contiguous() for n in names}, tmp / fname, metadata={"format": "pt"})
+            weight_map.update({n: fname for n in names})
+        _write_index(tmp, weight_map, sum(sizes.values()))
+        _copy_side_files(source.path, tmp, readme)
+
+
+def _copy_side_files(src: Path, dst: Path, readme: str | None) -> None:
+    for f in first_nonweight_files(src):
+        shutil.copyfile(f, dst / f.name)
+    if readme is not None:
+        (dst / "README.md").write_text(readme, encoding="utf-8")
+
+
+def transplant_checkpoint(backbone: Checkpoint, donors: Mapping[str, Checkpoint],
+                          edits: Mapping[str, list], apply: Callable, out: Path,
+                          readme: str | None = None, overwrite: bool = False,
+                          progress: Callable[[int], None] | None = None) -> int:
+    """Stream the backbone shard by shard, apply each donor's edits, write `out` atomically.
+
+    `edits`: donor name -> list of TensorEdit; `apply(tensor, donor_values, edit)`
+    does the copy. Only the donor rows and columns named by the edits are read.
+    Returns the number of tensors changed.
+    """
+    from safetensors.torch import load_file, save_file
+
+    by_tensor: dict[str, list] = {}
+    for donor, donor_edits in edits.items():
+        for e in donor_edits:
+            if e.name not in backbone.tensors:
+                raise CheckpointError(f"{backbone.name}: transplant target {e.name} is not in the checkpoint")
+            by_tensor.setdefault(e.name, []).append((donor, e))
+    changed = 0
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for fname in backbone.files:
+            shard = load_file(backbone.path / fname)
+            for name in sorted(shard):
+                for donor, e in by_tensor.get(name, []):
+                    apply(shard[name], donors[donor].read_slice(name, e.axis, e.index), e)
+                    changed += 1
+            save_file({k: shard[k] for k in sorted(shard)}, tmp / fname, metadata={"format": "pt"})
+            if progress:
+                progress(1)
+            del shard
+        if (backbone.path / WEIGHT_INDEX).is_file():
+            shutil.copyfile(backbone.path / WEIGHT_INDEX, tmp / WEIGHT_INDEX)
+        _copy_side_files(backbone.path, tmp, readme)
+    return changed

@@ -1,0 +1,152 @@
+"""report.json, report.md, plots and model cards: what a run did, for tools and for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from arm_ray import selection, transplant
+from arm_ray.checkpoints import atomic_write_text
+
+
+def build(cfg, ctx, results, aos, selected, weak, final, conflicts, timings, jobs) -> dict:
+    bench = cfg.in_domain
+    return {
+        "name": cfg.name,
+        "k": cfg.k,
+        "benchmarks": bench,
+        "roles": {b: cfg.role_of(b) for b in bench},
+        "experts": {b: {"name": cfg.benchmarks[b].expert, "path": str(ctx.experts[cfg.benchmarks[b].expert].path)}
+                    for b in bench},
+        "base": {"path": str(ctx.base.path)},
+        "candidates": [{"name": r.name, "operator": r.method, "parameters": r.parameters, "aos": aos[r.name],
+                        "mean_aos": selection.mean_aos(aos[r.name])} for r in ctx.recipes],
+        "selected": selected,
+        "weak": weak,
+        "protect": cfg.protect,
+        "conflict_policy": cfg.conflict_policy,
+        "transplanted": {b: transplant.mask_to_pairs(m) for b, m in final.items()},
+        "transplanted_per_layer": {b: transplant.per_layer_counts(m) for b, m in final.items()},
+        "conflicts": transplant.mask_to_pairs(conflicts) if conflicts.size else [],
+        "calibration": {b: {"n_trajectories": int(p.n_trajectories[0]), "n_tokens": int(p.n_tokens[0])}
+                        for b, p in ctx.packed.items()},
+        "traced": [{"model": j.model, "kind": j.kind, "benchmarks": list(j.benchmarks)} for j in jobs],
+        "output_model": "model",
+        "backbone_model": "backbone" if cfg.save_backbone else None,
+        "timings": dict(timings),
+    }
+
+
+def backbone_card(cfg, recipe) -> str:
+    return (f"# {cfg.name}: backbone `{recipe.name}`\n\nA candidate of the ARM pool, merged with mergekit "
+            f"`{recipe.method}` and parameters `{recipe.parameters}` from {', '.join(cfg.expert_names())} "
+            f"over the base `{cfg.base.path}`.\n")
+
+
+def model_card(r: dict) -> str:
+    moved = sum(len(v) for v in r["transplanted"].values())
+    lines = [
+        f"# {r['name']}: ARM-merged model",
+        "",
+        "Merged without training by Agent-Role Merging (ARM, arXiv 2601.07309) with arm-ray.",
+        "",
+        f"- base: `{r['base']['path']}`",
+        "- experts: " + ", ".join(f"`{v['name']}` ({b})" for b, v in r["experts"].items()),
+        "- pool: " + ", ".join(f"`{c['name']}` ({c['operator']})" for c in r["candidates"]),
+        f"- backbone chosen by Activation-Overlap Score: `{r['selected']}`",
+        f"- k = {r['k']} (top fraction of MLP neurons per layer)",
+        f"- weak benchmarks: {', '.join(w['benchmark'] for w in r['weak']) or 'none'}",
+        f"- neurons transplanted: {moved}; conflicts left out: {len(r['conflicts'])}",
+        "",
+        "The gate/up rows and down columns of the transplanted neurons come from the weak benchmark's expert;",
+        "every other weight is the backbone's. The run's report.json lists every neuron moved.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _gap(gap: float | None) -> str:
+    return "—" if gap is None else f"{gap:+.4f}"
+
+
+def _savefig(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    tmp.replace(path)
+
+
+def markdown(r: dict) -> str:
+    bench = r["benchmarks"]
+    out = [f"# ARM run `{r['name']}`", "",
+           f"k = {r['k']}; roles: " + ", ".join(f"{b} → `{role}`" for b, role in r["roles"].items()), "",
+           "## Activation-Overlap Score (candidates × benchmarks)", "",
+           "| candidate | operator | " + " | ".join(bench) + " | mean |",
+           "|---|---|" + "---:|" * (len(bench) + 1)]
+    for c in r["candidates"]:
+        mark = " **(selected)**" if c["name"] == r["selected"] else ""
+        out.append(f"| {c['name']}{mark} | {c['operator']} | " + " | ".join(f"{c['aos'][b]:.4f}" for b in bench)
+                   + f" | {c['mean_aos']:.4f} |")
+    out += ["", f"Selected backbone: **{r['selected']}** (highest mean AOS; ties go to the operator listed first).",
+            "", "## Weak benchmarks", ""]
+    if r["weak"]:
+        out += ["| benchmark | gap | source |", "|---|---:|---|"]
+        out += [f"| {w['benchmark']} | {_gap(w['gap'])} | {w['source']} |" for w in r["weak"]]
+    else:
+        out.append("None: nothing is transplanted; the output model is the backbone.")
+    out += ["", "## Neurons transplanted per layer", "",
+            f"Protection sets: {'on' if r['protect'] else 'off (unprotected ablation)'}; conflict policy "
+            f"`{r['conflict_policy']}`; conflicting neurons: {len(r['conflicts'])}.", ""]
+    if r["transplanted"]:
+        n_layers = len(next(iter(r["transplanted_per_layer"].values())))
+        out += ["| layer | " + " | ".join(r["transplanted_per_layer"]) + " |",
+                "|---:|" + "---:|" * len(r["transplanted_per_layer"])]
+        for layer in range(n_layers):
+            out.append(f"| {layer} | " + " | ".join(str(v[layer]) for v in r["transplanted_per_layer"].values())
+                       + " |")
+    out += ["", "## Calibration", "", "| benchmark | trajectories | role tokens |", "|---|---:|---:|"]
+    out += [f"| {b} | {v['n_trajectories']} | {v['n_tokens']} |" for b, v in r["calibration"].items()]
+    out += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
+    out += [f"| {k} | {v:.2f} |" for k, v in r["timings"].items()]
+    out += ["", "![AOS](aos.png)", "", "![transplanted neurons](transplant.png)", ""]
+    return "\n".join(out)
+
+
+def plots(out: Path, r: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bench, cands = r["benchmarks"], r["candidates"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(cands), 3.2))
+    width = 0.8 / len(bench)
+    for i, b in enumerate(bench):
+        ax.bar(np.arange(len(cands)) + i * width, [c["aos"][b] for c in cands], width, label=b)
+    ax.set_xticks(np.arange(len(cands)) + width * (len(bench) - 1) / 2, [c["name"] for c in cands])
+    ax.set_ylabel("AOS (Jaccard)")
+    ax.set_title(f"AOS per candidate; selected: {r['selected']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "aos.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    per_layer = r["transplanted_per_layer"]
+    bottom = None
+    for b, counts in per_layer.items():
+        ax.bar(range(len(counts)), counts, bottom=bottom, label=b)
+        bottom = counts if bottom is None else [x + y for x, y in zip(bottom, counts)]
+    ax.set_xlabel("layer")
+    ax.set_ylabel("neurons transplanted")
+    ax.set_title("Neurons transplanted per layer" + ("" if per_layer else " (none)"))
+    if per_layer:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, out / "transplant.png")
+    plt.close(fig)
+
+
+def write(out: Path, r: dict) -> None:
+    plots(out, r)
+    atomic_write_text(out / "report.md", markdown(r))
