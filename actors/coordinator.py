@@ -1,0 +1,31 @@
+"""The coordinator actor: runs the ARM recipe (`arm_ray.pipeline.run`) and owns the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from actors.tracer import RayBackend
+from arm_ray import pipeline
+from arm_ray.config import parse_config
+
+
+@ray.remote
+class Coordinator:
+    def run(self, config: dict, out: str, overwrite: bool = False) -> dict:
+        from ray.experimental.tqdm_ray import tqdm
+
+        cfg = parse_config(config)
+        backends = []
+
+        def backend(ctx):
+            device = "cuda" if cfg.resources.tracer_num_gpus > 0 else "cpu"
+            backends.append(RayBackend(ctx.sources(device), cfg.resources, len(pipeline.trace_jobs(ctx))))
+            return backends[-1]
+
+        try:
+            return pipeline.run(cfg, Path(out), backend, overwrite=overwrite, progress=tqdm)
+        finally:
+            for b in backends:
+                b.shutdown()

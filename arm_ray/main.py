@@ -1,0 +1,117 @@
+"""`python -m arm_ray.main`: merge an expert pool with ARM.
+
+With `--address` or RAY_ADDRESS set (as under `ray job submit`) it joins that
+cluster; otherwise it starts an embedded local Ray. The driver validates the
+config and every input first, so bad input fails in seconds with a clear
+message, before Ray starts or any weight is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from arm_ray.config import RunConfig, load_config
+from arm_ray.errors import ArmError, ConfigError
+
+DEFAULT_CONFIG = "configs/demo.yaml"
+
+
+def _call(dotted: str, args: dict):
+    module, _, fn = dotted.partition(":")
+    try:
+        target = getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"prepare.call: cannot import {dotted!r} ({e})") from None
+    return target(**args)
+
+
+def _absolute(ref: str) -> str:
+    """Local paths become absolute (actors may run elsewhere); hub ids stay as they are."""
+    p = Path(ref).expanduser()
+    return str(p.resolve()) if p.exists() or ref.startswith((".", "/", "~")) else ref
+
+
+def resolve_paths(cfg: RunConfig) -> RunConfig:
+    data = cfg.model_dump()
+    data["base"]["path"] = _absolute(data["base"]["path"])
+    for e in data["experts"].values():
+        e["path"] = _absolute(e["path"])
+    for f in data["calibration"]["files"]:
+        f["path"] = _absolute(f["path"])
+    if data["weak"]["dev_results"]:
+        data["weak"]["dev_results"] = _absolute(data["weak"]["dev_results"])
+    return RunConfig.model_validate(data)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m arm_ray.main", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"run config (YAML); default {DEFAULT_CONFIG}")
+    ap.add_argument("--output", default="runs/demo", help="run directory (default runs/demo)")
+    ap.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    ap.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    ap.add_argument("--no-preflight", action="store_true",
+                    help="skip the driver-side checks (when inputs exist only on the workers)")
+    return ap.parse_args(argv)
+
+
+def init_ray(address: str | None):
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # an embedded, loopback-only instance
+    ray.init(include_dashboard=False, _temp_dir=os.environ.get("ARM_RAY_TMP") or tempfile.mkdtemp(prefix="arm_ray_"))
+
+
+def run(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    if cfg.prepare:
+        _call(cfg.prepare.call, cfg.prepare.args)
+    cfg = resolve_paths(cfg)
+    out = Path(args.output).expanduser().resolve()
+    from arm_ray import pipeline
+
+    pipeline.check_output_dir(out, args.overwrite)
+    if not args.no_preflight:
+        pipeline.prepare(cfg)
+    init_ray(args.address)
+    import ray
+
+    from actors.coordinator import Coordinator
+
+    coordinator = Coordinator.options(num_cpus=cfg.resources.coordinator_num_cpus).remote()
+    try:
+        report = ray.get(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite))
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, ArmError):
+            raise cause from None
+        raise
+    finally:
+        ray.kill(coordinator)
+    print(f"\nARM run written to {out}")
+    print(f"  backbone: {report['selected']}; weak: {', '.join(w['benchmark'] for w in report['weak']) or 'none'}; "
+          f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
+    print(f"  model: {out / 'model'}   report: {out / 'report.md'}")
+    return report
+
+
+def main(argv=None) -> int:
+    try:
+        run(argv)
+    except ArmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
