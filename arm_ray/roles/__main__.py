@@ -1,0 +1,3 @@
+from arm_ray.roles.cli import main
+
+raise SystemExit(main())
