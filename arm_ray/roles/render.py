@@ -1,12 +1,12 @@
 """Render a trajectory with the model's own chat template and locate its assistant turns.
 
-An assistant turn's region in the rendered text is found by rendering prefixes
-of the conversation: the text after `messages[:i]` + generation prompt, up to
-the end of `messages[:i+1]` less the template's end-of-turn markup. This works
-for any template that renders a conversation as the concatenation of its
-turns. Templates that rewrite earlier turns (Qwen3 drops old `<think>` text)
-fall back to finding the turn's rendered body, then its visible content, in
-the full text.
+An assistant turn's region is its rendered body (less the template's
+end-of-turn markup), found right after the assistant header in the full text:
+the body comes from rendering the turn alone after a probe user turn. When
+that fails, prefixes of the conversation are rendered: the text after
+`messages[:i]` + generation prompt, up to the end of `messages[:i+1]`.
+Templates that rewrite earlier turns (Qwen3 drops old `<think>` text) fall back
+to finding the turn's visible content in the full text.
 """
 
 from __future__ import annotations
@@ -60,22 +60,67 @@ class ChatRenderer:
         msgs, tools = traj.messages, traj.tools
         try:
             full = self._render(msgs, tools, False)
+            # The assistant header ("<|im_start|>assistant\n"): what the generation prompt adds after a user turn.
+            probe = {"role": "user", "content": "\ue000"}
+            # tools only shape the system block, so the probe renders leave them out (cheaper, same bodies)
+            user_only = self._render([probe], None, False)
+            user_gen = self._render([probe], None, True)
         except Exception as e:  # jinja raises TemplateError, TypeError, ... on odd records
             raise DataError(f"{traj.source}: the chat template failed on this record ({e})") from None
+        header = user_gen[len(user_only):] if user_gen.startswith(user_only) else ""
+        assistant = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+        bodies = self._bodies(msgs, assistant, probe, user_gen) if header else None
         turns = []
         cursor = 0
-        for i, m in enumerate(msgs):
-            if m["role"] != "assistant":
-                continue
-            before = self._render(msgs[:i], tools, True) if i else self._render([], tools, True)
-            upto = self._render(msgs[: i + 1], tools, False)
-            if upto.startswith(before) and full.startswith(upto) and len(before) >= cursor:
-                start, end = len(before), self._strip_end(upto, len(before))
-            else:
-                start, end = self._search(full, upto[len(before):] if upto.startswith(before) else "", m, cursor, traj)
-            turns.append((i, start, end))
-            cursor = end
+        for n, i in enumerate(assistant):
+            m = msgs[i]
+            found = None
+            if bodies is not None:
+                found = self._find(full, header, bodies[n], cursor)
+            if found is None and header:
+                found = self._locate_alone(full, header, probe, user_gen, m, cursor)
+            if found is None:
+                found = self._locate_by_prefix(full, msgs, i, tools, m, cursor, traj)
+            turns.append((i, *found))
+            cursor = found[1]
         return Rendered(full, turns)
+
+    def _bodies(self, msgs, assistant, probe, user_gen) -> list[str] | None:
+        """Every assistant body from ONE render of [probe, a1, probe, a2, ...], split on the probe block."""
+        conv = []
+        for i in assistant:
+            conv += [probe, msgs[i]]
+        pieces = self._render(conv, None, False).split(user_gen)
+        if pieces[0] or len(pieces) != len(assistant) + 1:
+            return None
+        return [p[: self._strip_end(p, 0)] for p in pieces[1:]]
+
+    @staticmethod
+    def _find(full, header, body, cursor):
+        if not body:
+            return None
+        at = full.find(header + body, cursor)
+        if at < 0:
+            return None
+        start = at + len(header)
+        return start, start + len(body)
+
+    def _locate_alone(self, full, header, probe, user_gen, msg, cursor):
+        """Render the turn alone after a probe user turn; find header + body in the full text.
+
+        One short render per turn keeps a long trajectory linear, not quadratic, in its length.
+        """
+        alone = self._render([probe, msg], None, False)
+        if not alone.startswith(user_gen):
+            return None
+        return self._find(full, header, alone[len(user_gen): self._strip_end(alone, len(user_gen))], cursor)
+
+    def _locate_by_prefix(self, full, msgs, i, tools, msg, cursor, traj):
+        before = self._render(msgs[:i], tools, True)
+        upto = self._render(msgs[: i + 1], tools, False)
+        if upto.startswith(before) and full.startswith(upto) and len(before) >= cursor:
+            return len(before), self._strip_end(upto, len(before))
+        return self._search(full, upto[len(before):] if upto.startswith(before) else "", msg, cursor, traj)
 
     def _search(self, full: str, body: str, msg: dict, cursor: int, traj: Trajectory) -> tuple[int, int]:
         for candidate in (body.strip(), msg["content"].split("</think>")[-1].strip()):
