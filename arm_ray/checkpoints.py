@@ -269,17 +269,23 @@ def _copy_side_files(src: Path, dst: Path, readme: str | None) -> None:
         (dst / "README.md").write_text(readme, encoding="utf-8")
 
 
+_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_BITS = {1: (np.int8, torch.int8), 2: (np.int16, torch.int16), 4: (np.int32, torch.int32), 8: (np.int64, torch.int64)}
+
+
 def transplant_checkpoint(backbone: Checkpoint, donors: Mapping[str, Checkpoint],
                           edits: Mapping[str, list], apply: Callable, out: Path,
                           readme: str | None = None, overwrite: bool = False,
                           progress: Callable[[int], None] | None = None) -> int:
-    """Stream the backbone shard by shard, apply each donor's edits, write `out` atomically.
+    """Copy the backbone's files, then overwrite the edited rows/columns in place; `out` appears atomically.
 
     `edits`: donor name -> list of TensorEdit; `apply(tensor, donor_values, edit)`
-    does the copy. Only the donor rows and columns named by the edits are read.
-    Returns the number of tensors changed.
+    does the copy. Each shard is copied byte for byte and only the bytes of the
+    moved rows and columns are rewritten, through a memory map of the copy, as
+    raw bits (so bf16 stays exactly bf16). Only the donor rows and columns named
+    by the edits are read. Returns the number of tensor edits applied.
     """
-    from safetensors.torch import load_file, save_file
+    import mmap
 
     by_tensor: dict[str, list] = {}
     for donor, donor_edits in edits.items():
@@ -290,16 +296,37 @@ def transplant_checkpoint(backbone: Checkpoint, donors: Mapping[str, Checkpoint]
     changed = 0
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for fname in backbone.files:
-            shard = load_file(backbone.path / fname)
-            for name in sorted(shard):
-                for donor, e in by_tensor.get(name, []):
-                    apply(shard[name], donors[donor].read_slice(name, e.axis, e.index), e)
-                    changed += 1
-            save_file({k: shard[k] for k in sorted(shard)}, tmp / fname, metadata={"format": "pt"})
+            dst = tmp / fname
+            shutil.copyfile(backbone.path / fname, dst)
+            names = sorted(n for n in by_tensor if backbone.tensors[n].file == fname)
+            if names:
+                header, data_start = _header_and_data_start(dst)
+                with dst.open("r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
+                    for name in names:
+                        info = header[name]
+                        dtype = _TORCH_DTYPES.get(info["dtype"])
+                        if dtype is None:
+                            raise CheckpointError(f"{dst}: cannot transplant into {name} of dtype {info['dtype']}")
+                        np_bits, torch_bits = _BITS[torch.finfo(dtype).bits // 8]
+                        arr = np.frombuffer(mm, dtype=np_bits, count=int(np.prod(info["shape"])),
+                                            offset=data_start + info["data_offsets"][0]).reshape(info["shape"])
+                        target = torch.from_numpy(arr)
+                        for donor, e in by_tensor[name]:
+                            values = donors[donor].read_slice(name, e.axis, e.index).to(dtype)
+                            apply(target, values.view(torch_bits), e)
+                            changed += 1
+                        del target, arr  # release the map's buffer before it closes
+                    mm.flush()
             if progress:
                 progress(1)
-            del shard
         if (backbone.path / WEIGHT_INDEX).is_file():
             shutil.copyfile(backbone.path / WEIGHT_INDEX, tmp / WEIGHT_INDEX)
         _copy_side_files(backbone.path, tmp, readme)
     return changed
+
+
+def _header_and_data_start(path: Path) -> tuple[dict, int]:
+    header = read_safetensors_header(path)
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+    return header, 8 + n
