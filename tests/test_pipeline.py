@@ -1,9 +1,7 @@
 """The recipe end to end on a tiny pool (in-process backend), and bad input caught before heavy work."""
 
 import json
-import shutil
 
-import numpy as np
 import pytest
 import torch
 
