@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jinja2
+
 from arm_ray.errors import DataError
 from arm_ray.roles.formats import Trajectory
+from arm_ray.roles.template import compile_chat_template
 
 
 @dataclass
@@ -25,23 +28,33 @@ class Rendered:
 
 class ChatRenderer:
     def __init__(self, tokenizer):
-        from transformers.utils.chat_template_utils import render_jinja_template
-
         template = getattr(tokenizer, "chat_template", None)
         if not template:
             raise DataError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template")
         if isinstance(template, dict):
             template = template.get("default") or next(iter(template.values()))
-        self._render_fn = render_jinja_template
-        self._template = template
+        try:
+            self._template = compile_chat_template(template)
+        except jinja2.TemplateError as e:
+            raise DataError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}: its chat template does not "
+                            f"compile ({e})") from None
+        self._probe_cache = None
         # The same special-token variables `apply_chat_template` passes to templates.
         self._special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
         self._end_marks = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
 
     def _render(self, messages, tools, generation_prompt: bool) -> str:
-        rendered, _ = self._render_fn([messages], tools=tools, chat_template=self._template,
-                                      add_generation_prompt=generation_prompt, **self._special)
-        return rendered[0]
+        return self._template.render(messages=messages, tools=tools, documents=None,
+                                     add_generation_prompt=generation_prompt, **self._special)
+
+    def _probe(self):
+        """A probe user turn rendered without and with the generation prompt; the difference is the
+        assistant header ("<|im_start|>assistant\\n"). Tools only shape the system block, so the probe
+        renders leave them out. The same for every trajectory: rendered once."""
+        if self._probe_cache is None:
+            probe = {"role": "user", "content": "\ue000"}
+            self._probe_cache = (probe, self._render([probe], None, False), self._render([probe], None, True))
+        return self._probe_cache
 
     def _strip_end(self, text: str, start: int) -> int:
         """End of a turn's body: drop trailing whitespace and end-of-turn special tokens."""
@@ -60,11 +73,7 @@ class ChatRenderer:
         msgs, tools = traj.messages, traj.tools
         try:
             full = self._render(msgs, tools, False)
-            # The assistant header ("<|im_start|>assistant\n"): what the generation prompt adds after a user turn.
-            probe = {"role": "user", "content": "\ue000"}
-            # tools only shape the system block, so the probe renders leave them out (cheaper, same bodies)
-            user_only = self._render([probe], None, False)
-            user_gen = self._render([probe], None, True)
+            probe, user_only, user_gen = self._probe()
         except Exception as e:  # jinja raises TemplateError, TypeError, ... on odd records
             raise DataError(f"{traj.source}: the chat template failed on this record ({e})") from None
         header = user_gen[len(user_only):] if user_gen.startswith(user_only) else ""

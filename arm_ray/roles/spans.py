@@ -7,7 +7,9 @@ positions whose NEXT token is in the span (where the model decides it).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -75,12 +77,21 @@ def positions_from_mask(mask: np.ndarray, convention: str) -> np.ndarray:
 class TrajectoryEncoder:
     """Render, find spans, tokenise (batched, fast tokenizer) and map spans to positions."""
 
+    CHUNK = 64  # trajectories per tokenizer call: small enough to overlap, large enough for its thread pool
+
     def __init__(self, tokenizer, convention: str = "token", max_length: int | None = None):
         if not getattr(tokenizer, "is_fast", False):
             raise DataError("a fast tokenizer is required (its offset mapping locates spans)")
         if convention not in CONVENTIONS:
             raise DataError(f"position convention {convention!r}: expected one of {CONVENTIONS}")
         self.tokenizer = tokenizer
+        # The Rust tokenizer itself, with truncation and padding off (the tokenizer.json may set them):
+        # the same ids and offsets as the transformers call, without its per-token Python conversion.
+        from tokenizers import Tokenizer
+
+        self._backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._backend.no_truncation()
+        self._backend.no_padding()
         self.renderer = ChatRenderer(tokenizer)
         self.convention = convention
         self.max_length = max_length
@@ -90,29 +101,43 @@ class TrajectoryEncoder:
         """`roles`: the roles to mark, per benchmark (dict) or for every trajectory (list).
 
         `parser_of` maps a benchmark name to its parser name (default: the same name).
+        Work goes in chunks: the Rust tokenizer (which releases the GIL) encodes chunk i on a
+        helper thread while this thread renders and parses chunk i+1.
         """
         parser_of = parser_of or {}
-        rendered, all_spans = [], []
-        for traj in trajs:
-            r = self.renderer.render(traj)
-            want = roles if isinstance(roles, list) else roles.get(traj.benchmark or "", [])
-            parser = parser_of.get(traj.benchmark, traj.benchmark) if traj.benchmark else None
-            spans = []
-            for role in want:
-                for turn, start, end in r.turns:
-                    try:
-                        found = find_spans(parser, role, r.text[start:end])
-                    except KeyError as e:
-                        raise DataError(f"{traj.source}: {e.args[0]}") from None
-                    spans.extend(SpanInfo(turn, role, start + s, start + e) for s, e in found)
-            rendered.append(r)
-            all_spans.append(spans)
-        batch = self.tokenizer([r.text for r in rendered], add_special_tokens=False,
-                               return_offsets_mapping=True, return_attention_mask=False)
+        out: list[Encoded] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for i in range(0, len(trajs), self.CHUNK):
+                chunk = trajs[i: i + self.CHUNK]
+                rendered = [self._render_and_parse(t, roles, parser_of) for t in chunk]
+                if pending is not None:
+                    out += self._finish(*pending[:2], pending[2].result(), roles, keep_text)
+                texts = [r.text for r, _ in rendered]
+                pending = (chunk, rendered, pool.submit(self._backend.encode_batch, texts, add_special_tokens=False))
+            if pending is not None:
+                out += self._finish(*pending[:2], pending[2].result(), roles, keep_text)
+        return out
+
+    def _render_and_parse(self, traj, roles, parser_of):
+        r = self.renderer.render(traj)
+        want = roles if isinstance(roles, list) else roles.get(traj.benchmark or "", [])
+        parser = parser_of.get(traj.benchmark, traj.benchmark) if traj.benchmark else None
+        spans = []
+        for role in want:
+            for turn, start, end in r.turns:
+                try:
+                    found = find_spans(parser, role, r.text[start:end])
+                except KeyError as e:
+                    raise DataError(f"{traj.source}: {e.args[0]}") from None
+                spans.extend(SpanInfo(turn, role, start + s, start + e) for s, e in found)
+        return r, spans
+
+    def _finish(self, trajs, rendered, batch, roles, keep_text) -> list[Encoded]:
         out = []
-        for traj, r, spans, ids, offs in zip(trajs, rendered, all_spans, batch["input_ids"], batch["offset_mapping"]):
-            ids = np.asarray(ids, dtype=np.int64)
-            offs = np.asarray(offs, dtype=np.int64).reshape(-1, 2)
+        for traj, (r, spans), enc in zip(trajs, rendered, batch):
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            offs = np.fromiter(chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
             truncated = self.max_length is not None and len(ids) > self.max_length
             if truncated:
                 ids, offs = ids[: self.max_length], offs[: self.max_length]
