@@ -1,7 +1,8 @@
 """Transplant vs copying the checkpoint's files: time and peak RSS, side by side in one run.
 
     python scripts/bench_transplant.py [--layers 12 --hidden 1024 --d-ff 3072]   # ~380 MB bf16
-Each operation runs in a fresh process so its peak RSS is its own. The ratio
+Each operation runs in a fresh process so its peak RSS is its own; the output is fsynced
+(the copy baseline is not). The ratio
 (transplant time / copy time) is printed last; target <= 2.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import multiprocessing as mp
 import resource
 import shutil
@@ -75,6 +77,9 @@ def _transplant(backbone, donor, dst, frac, q):
 
 
 def measure(target, *args):
+    # Dirty pages left by the previous run would throttle this one's writes (kernel writeback):
+    # start each measurement from a synced page cache, outside the timed region.
+    os.sync()
     q = mp.get_context("spawn").Queue()
     p = mp.get_context("spawn").Process(target=target, args=(*args, q))
     p.start()
@@ -90,22 +95,30 @@ def main():
     ap.add_argument("--d-ff", type=int, default=3072)
     ap.add_argument("--vocab", type=int, default=16384)
     ap.add_argument("--fraction", type=float, default=0.1, help="neurons moved per layer")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dir", default="/dev/shm" if Path("/dev/shm").is_dir() else ".",
+                    help="where the checkpoints live (default: RAM-backed /dev/shm, so the ratio measures the "
+                         "work, not the disk's write throttling, which on a cloud VM swings 10x between runs)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=".") as d:
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
         d = Path(d)
         make_checkpoint(d / "backbone", args.layers, args.hidden, args.d_ff, args.vocab, 0)
         make_checkpoint(d / "donor", args.layers, args.hidden, args.d_ff, args.vocab, 1)
         size = sum(f.stat().st_size for f in (d / "backbone").iterdir()) / 2**20
         res = {"copy": [], "transplant": []}
-        for i in range(args.repeats):  # interleaved, so machine noise hits both alike
-            res["copy"].append(measure(_copy, str(d / "backbone"), str(d / f"copy{i}")))
-            res["transplant"].append(measure(_transplant, str(d / "backbone"), str(d / "donor"), str(d / f"arm{i}"),
-                                             args.fraction))
-            shutil.rmtree(d / f"copy{i}")
-            shutil.rmtree(d / f"arm{i}")
+        for i in range(args.repeats):  # interleaved, order alternating, so machine noise hits both alike
+            runs = [("copy", _copy, (str(d / "backbone"), str(d / f"copy{i}"))),
+                    ("transplant", _transplant, (str(d / "backbone"), str(d / "donor"), str(d / f"arm{i}"),
+                                                 args.fraction))]
+            for key, fn, fn_args in runs[:: 1 if i % 2 == 0 else -1]:
+                res[key].append(measure(fn, *fn_args))
+                shutil.rmtree(d / (f"copy{i}" if key == "copy" else f"arm{i}"))
+                time.sleep(1.0)  # let the kernel settle the freed pages: the next run is not charged for them
     t = {k: float(np.median([x[0] for x in v])) for k, v in res.items()}
+    for k, v in res.items():
+        print(f"{k} runs (s): " + " ".join(f"{x[0]:.2f}" for x in v))
     rss = {k: max(x[1] for x in v) for k, v in res.items()}
+    print(f"in {args.dir}; median of {args.repeats} runs each")
     print(f"checkpoint: {size:.0f} MB bf16, {args.layers} layers, d_ff={args.d_ff}; moving {args.fraction:.0%} "
           "of neurons per layer")
     print(f"copy files:  {t['copy']:.2f} s   peak RSS {rss['copy']:.0f} MB")
