@@ -1,0 +1,133 @@
+"""The agent loop, shared by every way of generating text.
+
+A policy maps a batch of open episodes (task, conversation so far, tools) to one
+assistant text each. The loop advances all open episodes one step at a time, so
+a batching engine (vLLM) sees every live episode at once, and a one-at-a-time
+generator (transformers) or the oracle plug in the same way. An environment
+that raises ends its own episode as `error`; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from arm_ray.world.base import Env, Suite, Task
+
+
+@dataclass
+class Turn:
+    task: Task
+    messages: list[dict]
+    tools: list[dict] | None
+
+
+class Policy(Protocol):
+    def __call__(self, turns: list[Turn]) -> list[str]: ...
+
+
+@dataclass
+class Episode:
+    suite: str
+    split: str
+    task_id: str
+    kind: str
+    reward: float = 0.0
+    steps: int = 0
+    invalid_actions: int = 0
+    finish_reason: str = ""
+    messages: list[dict] = field(default_factory=list)
+    tools: list[dict] | None = None
+    error: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.reward >= 1.0
+
+    def record(self, model: str) -> dict:
+        """A row of eval results (trajectory as JSON)."""
+        return {"model": model, "suite": self.suite, "split": self.split, "task_id": self.task_id,
+                "reward": float(self.reward), "success": self.success, "steps": self.steps,
+                "invalid_actions": self.invalid_actions, "finish_reason": self.finish_reason,
+                "trajectory": json.dumps({"messages": self.messages, "tools": self.tools, "error": self.error},
+                                         ensure_ascii=False)}
+
+
+def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "",
+                 progress: Callable[[int], None] | None = None) -> list[Episode]:
+    episodes = [Episode(suite.name, split, t.task_id, t.kind) for t in tasks]
+    envs: list[Env | None] = [None] * len(tasks)
+    live = []
+    for i, task in enumerate(tasks):
+        try:
+            envs[i] = suite.make_env(task)
+            start = envs[i].reset()
+        except Exception as e:  # noqa: BLE001 - a broken task must not stop the run
+            _fail(episodes[i], envs[i], e)
+            continue
+        episodes[i].messages = list(start.messages)
+        episodes[i].tools = start.tools
+        live.append(i)
+    while live:
+        texts = policy([Turn(tasks[i], episodes[i].messages, episodes[i].tools) for i in live])
+        still = []
+        for i, text in zip(live, texts):
+            ep, env = episodes[i], envs[i]
+            ep.messages.append({"role": "assistant", "content": text})
+            ep.steps += 1
+            try:
+                r = env.step(text)
+            except Exception as e:  # noqa: BLE001
+                _fail(ep, env, e)
+                continue
+            ep.messages.extend(r.messages)
+            ep.invalid_actions += int(r.invalid)
+            if r.done:
+                ep.finish_reason = r.finish_reason or "done"
+            elif ep.steps >= suite.max_steps:
+                ep.finish_reason = "limit"
+            else:
+                still.append(i)
+                continue
+            _score(ep, env)
+        if progress:
+            progress(len(live) - len(still))
+        live = still
+    return episodes
+
+
+def _score(ep: Episode, env: Env) -> None:
+    try:
+        ep.reward = float(env.reward())
+    except Exception as e:  # noqa: BLE001
+        ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(e).__name__}: {e}"
+    finally:
+        env.close()
+
+
+def _fail(ep: Episode, env: Env | None, e: Exception) -> None:
+    ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(e).__name__}: {e}"
+    if env is not None:
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class OraclePolicy:
+    """The suite's own solver, as a policy: it reads the conversation like a model would."""
+
+    def __init__(self, suite: Suite):
+        self.suite = suite
+
+    def __call__(self, turns: list[Turn]) -> list[str]:
+        return [self.suite.oracle_step(t.task, t.messages) for t in turns]
+
+
+def training_record(ep: Episode, parser: str) -> dict:
+    """An episode as an OpenAI-messages record the roles layer loads (the benchmark is the parser name)."""
+    rec = {"benchmark": parser, "messages": ep.messages}
+    if ep.tools:
+        rec["tools"] = ep.tools
+    return rec

@@ -1,0 +1,109 @@
+"""What every suite provides: seeded, disjoint task splits; an environment; an oracle.
+
+A suite draws one deterministic stream of distinct tasks from its seed and cuts
+it into splits in a fixed order (test, dev, calibration, then train), so the
+splits never share a task and a split's first n tasks never change when n grows.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+SPLITS = ("test", "dev", "calibration", "train")
+# tasks reserved per split before train; train takes the rest of the stream
+SPLIT_SIZE = {"test": 200, "dev": 200, "calibration": 200}
+
+
+@dataclass
+class Task:
+    suite: str
+    task_id: str
+    kind: str  # the task family (e.g. "cancel", "2-app")
+    data: dict[str, Any]  # everything the environment and the oracle need
+
+
+@dataclass
+class StepResult:
+    messages: list[dict]  # what the world says back (tool results, observations, the user's reply)
+    done: bool = False
+    invalid: bool = False
+    finish_reason: str | None = None  # why the episode ended, when done
+
+
+@dataclass
+class Start:
+    messages: list[dict]  # system + first user turn
+    tools: list[dict] | None = None
+
+
+@dataclass
+class Env:
+    """One episode's world. `reset` returns the opening turns; `step` takes the model's text."""
+
+    task: Task
+    state: dict = field(default_factory=dict)
+
+    def reset(self) -> Start:
+        raise NotImplementedError
+
+    def step(self, action_text: str) -> StepResult:
+        raise NotImplementedError
+
+    def reward(self) -> float:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class Suite:
+    name: str = ""
+    parser: str = ""  # the roles layer's parser, also the benchmark name in exported data
+    max_steps: int = 10
+    seed: int = 0
+
+    def _make_task(self, rng: random.Random, index: int) -> Task:
+        raise NotImplementedError
+
+    def make_env(self, task: Task) -> Env:
+        raise NotImplementedError
+
+    def oracle_step(self, task: Task, messages: list[dict]) -> str:
+        """The oracle's next assistant text, read from the task and the conversation so far."""
+        raise NotImplementedError
+
+    def _signature(self, task: Task) -> str:
+        return repr(sorted(task.data.items()))
+
+    def _stream(self, n: int) -> list[Task]:
+        cache = getattr(self, "_cache", [])
+        if len(cache) >= n:
+            return cache[:n]
+        rng = random.Random(f"{self.name}:{self.seed}")
+        tasks, seen = [], set()
+        while len(tasks) < n:
+            task = self._make_task(rng, len(tasks))
+            sig = self._signature(task)
+            if sig in seen:
+                continue
+            seen.add(sig)
+            tasks.append(task)
+        self._cache = tasks
+        return tasks
+
+    def tasks(self, split: str, n: int | None = None) -> list[Task]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        start = 0
+        for s in SPLITS:
+            if s == split:
+                break
+            start += SPLIT_SIZE[s]
+        if split == "train":
+            count = n if n is not None else 1000
+        else:
+            count = SPLIT_SIZE[split] if n is None else min(n, SPLIT_SIZE[split])
+        stream = self._stream(start + count)[start: start + count]
+        return [Task(t.suite, f"{self.name}-{split}-{i}", t.kind, t.data) for i, t in enumerate(stream)]

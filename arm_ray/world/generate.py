@@ -1,0 +1,44 @@
+"""Greedy generation with transformers, as an agent-loop policy.
+
+All open episodes of a step go through `model.generate` together (left
+padding), so the transformers path is a plain but not wasteful baseline.
+"""
+
+from __future__ import annotations
+
+from arm_ray.world.agent import Turn
+
+
+class TransformersPolicy:
+    def __init__(self, model, tokenizer, max_new_tokens: int = 192, batch_size: int = 32, max_prompt: int = 2048):
+        self.model, self.tok = model.eval(), tokenizer
+        self.max_new_tokens, self.batch_size, self.max_prompt = max_new_tokens, batch_size, max_prompt
+        self.stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_id
+
+    def prompt(self, turn: Turn) -> str:
+        return self.tok.apply_chat_template(turn.messages, tools=turn.tools, tokenize=False,
+                                            add_generation_prompt=True)
+
+    def __call__(self, turns: list[Turn]) -> list[str]:
+        import torch
+
+        out: list[str] = []
+        for i in range(0, len(turns), self.batch_size):
+            prompts = [self.prompt(t) for t in turns[i: i + self.batch_size]]
+            ids = [self.tok(p, add_special_tokens=False)["input_ids"][-self.max_prompt:] for p in prompts]
+            width = max(map(len, ids))
+            input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for r, seq in enumerate(ids):
+                input_ids[r, width - len(seq):] = torch.tensor(seq)
+                mask[r, width - len(seq):] = 1
+            with torch.inference_mode():
+                gen = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
+                                          max_new_tokens=self.max_new_tokens, eos_token_id=self.stop_id,
+                                          pad_token_id=self.pad_id)
+            for row in gen[:, width:].tolist():
+                if self.stop_id in row:
+                    row = row[: row.index(self.stop_id)]
+                out.append(self.tok.decode(row, skip_special_tokens=False))
+        return out

@@ -1,0 +1,93 @@
+"""The toy pool: its layout and scores, the gate check, deterministic training, and ARM running on it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from arm_ray.world import IN_DOMAIN, SUITES
+from arm_ray.world.toy_pool import build_toy_pool, check_gate
+
+
+@pytest.fixture(scope="session")
+def toy_pool(tmp_path_factory):
+    """The `tests` preset: the real build (oracle data, tokenizer, training, scoring), small and fast."""
+    return build_toy_pool(tmp_path_factory.mktemp("toy") / "pool", "tests", log=lambda s: None)
+
+
+def test_layout_and_scores(toy_pool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    names = ["base"] + [f"expert_{s}" for s in IN_DOMAIN]
+    for name in names:
+        model = AutoModelForCausalLM.from_pretrained(toy_pool / name)
+        assert model.config.head_dim >= 32  # the smallest head vLLM's CPU attention takes
+    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+    assert "<tool_call>" in tok.apply_chat_template([{"role": "user", "content": "x"}], tools=[
+        {"type": "function", "function": {"name": "f", "parameters": {}}}], tokenize=False)
+    for suite in SUITES:
+        for split in ("train", "calibration", "dev"):
+            lines = (toy_pool / "data" / suite / f"{split}.jsonl").read_text().splitlines()
+            assert lines and all(json.loads(x)["benchmark"] for x in lines)
+    scores = json.loads((toy_pool / "scores.json").read_text())
+    assert sorted(scores) == sorted(names)
+    assert all(sorted(row) == sorted(SUITES) and all(0.0 <= v <= 1.0 for v in row.values()) for row in scores.values())
+
+
+def test_second_build_is_cached(toy_pool):
+    stamp = (toy_pool / "STAMP").read_text()
+    before = (toy_pool / "base" / "model.safetensors").stat().st_mtime_ns
+    assert build_toy_pool(toy_pool, "tests", log=lambda s: None) == toy_pool
+    assert (toy_pool / "STAMP").read_text() == stamp
+    assert (toy_pool / "base" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_gate_check():
+    ok = {"base": {s: 0.0 for s in SUITES}}
+    for s in IN_DOMAIN:
+        ok[f"expert_{s}"] = {t: (0.8 if t == s else 0.1) for t in SUITES}
+    assert check_gate(ok) == []
+    bad = json.loads(json.dumps(ok))
+    bad["expert_office"]["retail"] = 0.7  # within 0.25 of the retail expert
+    bad["expert_shell"]["shell"] = 0.4
+    problems = check_gate(bad)
+    assert any("expert_retail beats expert_office on retail by 0.10" in p for p in problems)
+    assert any("expert_shell scores 0.40 on shell" in p for p in problems)
+
+
+def test_training_is_deterministic(toy_pool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from arm_ray.world.toy_pool import oracle_records
+    from arm_ray.world.train import make_examples, train
+
+    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+    examples = make_examples(tok, oracle_records("shell", "train", 8), "assistant", 256)
+    assert all(e.weights.sum() > 0 for e in examples)
+    states = []
+    for _ in range(2):
+        model = AutoModelForCausalLM.from_pretrained(toy_pool / "base")
+        losses = train(model, examples, 3, 1e-3, 1024, seed=5)
+        states.append(model.state_dict())
+    assert losses[-1] < losses[0] or len(losses) == 3
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_arm_runs_on_the_toy_pool(toy_pool, tmp_path):
+    """configs/toy.yaml, pointed at the tests pool: the whole recipe runs on trained experts."""
+    from arm_ray import pipeline
+    from arm_ray.config import parse_config
+    from arm_ray.tracing import LocalBackend
+
+    text = (Path(__file__).parents[2] / "configs" / "toy.yaml").read_text()
+    cfg = yaml.safe_load(text.replace("runs/_toy_pool", str(toy_pool)))
+    cfg.pop("prepare")
+    cfg["operators"] = cfg["operators"][:2]
+    cfg["resources"] = {"tracers": 1, "tracer_num_cpus": 0.25, "coordinator_num_cpus": 0.1, "torch_threads": 1}
+    report = pipeline.run(parse_config(cfg), tmp_path / "run", lambda ctx: LocalBackend(ctx.sources("cpu")),
+                          log=lambda s: None)
+    assert report["selected"] in {"average", "task_arithmetic"}
+    assert set(report["benchmarks"]) == {"tau_bench", "officebench", "agentbench_os"}
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
