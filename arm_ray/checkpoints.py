@@ -66,10 +66,7 @@ class Checkpoint:
         cost only their own bytes; columns visit each row once (no per-run reads).
         """
         info = self.tensors[name]
-        dtype = _TORCH_DTYPES.get(info.dtype)
-        if dtype is None:
-            raise CheckpointError(f"{self.name}: cannot read {name} of dtype {info.dtype} as a slice")
-        np_bits, _ = _BITS[torch.finfo(dtype).bits // 8]
+        dtype, np_bits, _ = _bit_views(info.dtype, f"{self.name}: cannot read {name} as a slice")
         arr = np.memmap(self.path / info.file, dtype=np_bits, mode="r", offset=info.offset, shape=info.shape)
         picked = np.take(arr, np.asarray(index, dtype=np.int64), axis=axis)
         del arr
@@ -88,8 +85,11 @@ class Checkpoint:
         return None
 
 
-def read_safetensors_header(path: Path) -> dict:
-    """Parse a .safetensors header and check that the file holds every byte it announces."""
+def read_safetensors_header(path: Path) -> tuple[dict, int]:
+    """Parse a .safetensors header and check that the file holds every byte it announces.
+
+    Returns the header (tensor name -> dtype, shape, data_offsets) and the byte offset where tensor data starts.
+    """
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
@@ -111,7 +111,7 @@ def read_safetensors_header(path: Path) -> dict:
         expect = int(np.prod(v["shape"], dtype=np.int64)) * _DTYPE_SIZES.get(v["dtype"], 0)
         if _DTYPE_SIZES.get(v["dtype"]) and v["data_offsets"][1] - v["data_offsets"][0] != expect:
             raise CheckpointError(f"{path}: corrupt safetensors file (tensor {name} has the wrong byte length)")
-    return header
+    return header, 8 + n
 
 
 def resolve(ref: str) -> Path:
@@ -157,7 +157,7 @@ def open_checkpoint(ref: str, name: str | None = None) -> Checkpoint:
         fp = path / f
         if not fp.is_file():
             raise CheckpointError(f"{name}: {fp} is listed in {WEIGHT_INDEX} but missing")
-        header, data_start = _header_and_data_start(fp)
+        header, data_start = read_safetensors_header(fp)
         for t, v in header.items():
             tensors[t] = TensorInfo(f, v["dtype"], tuple(v["shape"]), data_start + v["data_offsets"][0])
     if weight_map is not None:
@@ -277,6 +277,14 @@ _TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float1
 _BITS = {1: (np.int8, torch.int8), 2: (np.int16, torch.int16), 4: (np.int32, torch.int32), 8: (np.int64, torch.int64)}
 
 
+def _bit_views(dtype: str, what: str):
+    """The torch float dtype of a safetensors dtype, and the numpy/torch integer types of its raw bits."""
+    torch_dtype = _TORCH_DTYPES.get(dtype)
+    if torch_dtype is None:
+        raise CheckpointError(f"{what}: dtype {dtype} is not a float type")
+    return (torch_dtype, *_BITS[torch.finfo(torch_dtype).bits // 8])
+
+
 def transplant_checkpoint(backbone: Checkpoint, donors: Mapping[str, Checkpoint],
                           edits: Mapping[str, list], apply: Callable, out: Path,
                           readme: str | None = None, overwrite: bool = False,
@@ -304,16 +312,13 @@ def transplant_checkpoint(backbone: Checkpoint, donors: Mapping[str, Checkpoint]
             shutil.copyfile(backbone.path / fname, dst)
             names = sorted(n for n in by_tensor if backbone.tensors[n].file == fname)
             if names:
-                header, data_start = _header_and_data_start(dst)
+                # the copy is byte-identical, so the backbone's header offsets address it
                 with dst.open("r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
                     for name in names:
-                        info = header[name]
-                        dtype = _TORCH_DTYPES.get(info["dtype"])
-                        if dtype is None:
-                            raise CheckpointError(f"{dst}: cannot transplant into {name} of dtype {info['dtype']}")
-                        np_bits, torch_bits = _BITS[torch.finfo(dtype).bits // 8]
-                        arr = np.frombuffer(mm, dtype=np_bits, count=int(np.prod(info["shape"])),
-                                            offset=data_start + info["data_offsets"][0]).reshape(info["shape"])
+                        info = backbone.tensors[name]
+                        dtype, np_bits, torch_bits = _bit_views(info.dtype, f"{dst}: cannot transplant into {name}")
+                        arr = np.frombuffer(mm, dtype=np_bits, count=int(np.prod(info.shape)),
+                                            offset=info.offset).reshape(info.shape)
                         target = torch.from_numpy(arr)
                         for donor, e in by_tensor[name]:
                             values = donors[donor].read_slice(name, e.axis, e.index).to(dtype)
@@ -327,10 +332,3 @@ def transplant_checkpoint(backbone: Checkpoint, donors: Mapping[str, Checkpoint]
             shutil.copyfile(backbone.path / WEIGHT_INDEX, tmp / WEIGHT_INDEX)
         _copy_side_files(backbone.path, tmp, readme)
     return changed
-
-
-def _header_and_data_start(path: Path) -> tuple[dict, int]:
-    header = read_safetensors_header(path)
-    with path.open("rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-    return header, 8 + n
