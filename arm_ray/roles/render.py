@@ -38,23 +38,25 @@ class ChatRenderer:
         except jinja2.TemplateError as e:
             raise DataError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}: its chat template does not "
                             f"compile ({e})") from None
-        self._probe_cache = None
         # The same special-token variables `apply_chat_template` passes to templates.
         self._special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
         self._end_marks = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
+        # A probe user turn rendered without and with the generation prompt; the difference is the
+        # assistant header ("<|im_start|>assistant\n"). Tools only shape the system block, so the probe
+        # renders leave them out. The same for every trajectory: rendered once, here.
+        self._probe = {"role": "user", "content": "\ue000"}
+        try:
+            user_only = self._render([self._probe], None, False)
+            self._user_gen = self._render([self._probe], None, True)
+        except Exception as e:  # noqa: BLE001 - jinja raises TemplateError, TypeError, ...
+            raise DataError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}: its chat template fails on a "
+                            f"plain user turn ({e})") from None
+        gen = self._user_gen
+        self._header = gen[len(user_only):] if gen.startswith(user_only) else ""  # "": only the prefix fallback
 
     def _render(self, messages, tools, generation_prompt: bool) -> str:
         return self._template.render(messages=messages, tools=tools, documents=None,
                                      add_generation_prompt=generation_prompt, **self._special)
-
-    def _probe(self):
-        """A probe user turn rendered without and with the generation prompt; the difference is the
-        assistant header ("<|im_start|>assistant\\n"). Tools only shape the system block, so the probe
-        renders leave them out. The same for every trajectory: rendered once."""
-        if self._probe_cache is None:
-            probe = {"role": "user", "content": "\ue000"}
-            self._probe_cache = (probe, self._render([probe], None, False), self._render([probe], None, True))
-        return self._probe_cache
 
     def _strip_end(self, text: str, start: int) -> int:
         """End of a turn's body: drop trailing whitespace and end-of-turn special tokens."""
@@ -73,56 +75,53 @@ class ChatRenderer:
         msgs, tools = traj.messages, traj.tools
         try:
             full = self._render(msgs, tools, False)
-            probe, user_only, user_gen = self._probe()
         except Exception as e:  # jinja raises TemplateError, TypeError, ... on odd records
             raise DataError(f"{traj.source}: the chat template failed on this record ({e})") from None
-        header = user_gen[len(user_only):] if user_gen.startswith(user_only) else ""
         assistant = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
-        bodies = self._bodies(msgs, assistant, probe, user_gen) if header else None
+        bodies = self._bodies(msgs, assistant) if self._header else None
         turns = []
         cursor = 0
         for n, i in enumerate(assistant):
             m = msgs[i]
             found = None
             if bodies is not None:
-                found = self._find(full, header, bodies[n], cursor)
-            if found is None and header:
-                found = self._locate_alone(full, header, probe, user_gen, m, cursor)
+                found = self._find(full, bodies[n], cursor)
+            if found is None and self._header:
+                found = self._locate_alone(full, m, cursor)
             if found is None:
                 found = self._locate_by_prefix(full, msgs, i, tools, m, cursor, traj)
             turns.append((i, *found))
             cursor = found[1]
         return Rendered(full, turns)
 
-    def _bodies(self, msgs, assistant, probe, user_gen) -> list[str] | None:
+    def _bodies(self, msgs, assistant) -> list[str] | None:
         """Every assistant body from ONE render of [probe, a1, probe, a2, ...], split on the probe block."""
         conv = []
         for i in assistant:
-            conv += [probe, msgs[i]]
-        pieces = self._render(conv, None, False).split(user_gen)
+            conv += [self._probe, msgs[i]]
+        pieces = self._render(conv, None, False).split(self._user_gen)
         if pieces[0] or len(pieces) != len(assistant) + 1:
             return None
         return [p[: self._strip_end(p, 0)] for p in pieces[1:]]
 
-    @staticmethod
-    def _find(full, header, body, cursor):
+    def _find(self, full, body, cursor):
         if not body:
             return None
-        at = full.find(header + body, cursor)
+        at = full.find(self._header + body, cursor)
         if at < 0:
             return None
-        start = at + len(header)
+        start = at + len(self._header)
         return start, start + len(body)
 
-    def _locate_alone(self, full, header, probe, user_gen, msg, cursor):
+    def _locate_alone(self, full, msg, cursor):
         """Render the turn alone after a probe user turn; find header + body in the full text.
 
         One short render per turn keeps a long trajectory linear, not quadratic, in its length.
         """
-        alone = self._render([probe, msg], None, False)
-        if not alone.startswith(user_gen):
+        alone, gen = self._render([self._probe, msg], None, False), self._user_gen
+        if not alone.startswith(gen):
             return None
-        return self._find(full, header, alone[len(user_gen): self._strip_end(alone, len(user_gen))], cursor)
+        return self._find(full, alone[len(gen): self._strip_end(alone, len(gen))], cursor)
 
     def _locate_by_prefix(self, full, msgs, i, tools, msg, cursor, traj):
         before = self._render(msgs[:i], tools, True)

@@ -105,21 +105,17 @@ class TrajectoryEncoder:
         helper thread while this thread renders and parses chunk i+1.
         """
         parser_of = parser_of or {}
-        out: list[Encoded] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
+            jobs = []
             for i in range(0, len(trajs), self.CHUNK):
                 chunk = trajs[i: i + self.CHUNK]
-                rendered = [self._render_and_parse(t, roles, parser_of) for t in chunk]
-                if pending is not None:
-                    out += self._finish(*pending[:2], pending[2].result(), roles, keep_text)
-                texts = [r.text for r, _ in rendered]
-                pending = (chunk, rendered, pool.submit(self._backend.encode_batch, texts, add_special_tokens=False))
-            if pending is not None:
-                out += self._finish(*pending[:2], pending[2].result(), roles, keep_text)
-        return out
+                parsed = [self._render_and_parse(t, roles, parser_of) for t in chunk]
+                texts = [r.text for r, _, _ in parsed]
+                jobs.append((chunk, parsed, pool.submit(self._backend.encode_batch, texts, add_special_tokens=False)))
+            return [e for chunk, parsed, job in jobs for e in self._finish(chunk, parsed, job.result(), keep_text)]
 
     def _render_and_parse(self, traj, roles, parser_of):
+        """The rendered trajectory, the roles wanted for it, and their character spans."""
         r = self.renderer.render(traj)
         want = roles if isinstance(roles, list) else roles.get(traj.benchmark or "", [])
         parser = parser_of.get(traj.benchmark, traj.benchmark) if traj.benchmark else None
@@ -131,18 +127,17 @@ class TrajectoryEncoder:
                 except KeyError as e:
                     raise DataError(f"{traj.source}: {e.args[0]}") from None
                 spans.extend(SpanInfo(turn, role, start + s, start + e) for s, e in found)
-        return r, spans
+        return r, want, spans
 
-    def _finish(self, trajs, rendered, batch, roles, keep_text) -> list[Encoded]:
+    def _finish(self, trajs, parsed, batch, keep_text) -> list[Encoded]:
         out = []
-        for traj, (r, spans), enc in zip(trajs, rendered, batch):
+        for traj, (r, want, spans), enc in zip(trajs, parsed, batch):
             ids = np.asarray(enc.ids, dtype=np.int64)
             offs = np.fromiter(chain.from_iterable(enc.offsets), dtype=np.int64, count=2 * len(ids)).reshape(-1, 2)
             truncated = self.max_length is not None and len(ids) > self.max_length
             if truncated:
                 ids, offs = ids[: self.max_length], offs[: self.max_length]
             positions = {}
-            want = roles if isinstance(roles, list) else roles.get(traj.benchmark or "", [])
             for role in want:
                 mask = token_mask(offs, [(s.start, s.end) for s in spans if s.role == role], len(r.text))
                 positions[role] = positions_from_mask(mask, self.convention)
