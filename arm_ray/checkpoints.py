@@ -196,7 +196,10 @@ def first_nonweight_files(path: Path) -> list[Path]:
 
 @contextmanager
 def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Write into a hidden temp dir beside `final`, then rename: a crash never leaves a complete-looking dir."""
+    """Write into a hidden temp dir beside `final`, then rename: a crash never leaves a complete-looking dir.
+
+    Every file below it (subdirectories included) is made world-readable and fsynced before the rename.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists() and not overwrite:
@@ -206,10 +209,11 @@ def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        for f in tmp.iterdir():  # data on disk before the rename makes it visible
-            os.chmod(f, 0o644)  # safetensors writes 0600; a model is meant to be shared
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
+        for f in sorted(tmp.rglob("*")):  # data on disk before the rename makes it visible
+            if f.is_file():
+                os.chmod(f, 0o644)  # safetensors writes 0600; a model is meant to be shared
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
+from arm_ray.checkpoints import atomic_dir
 from arm_ray.demo_data import corpus_lines, make_trajectories
 
 # A Qwen3-style chat template (written for this project): tools in the system
@@ -56,15 +56,26 @@ BENCHMARKS = ("tau_bench", "officebench", "agentbench_os")
 
 
 def build_tokenizer(out: Path, seed: int = 0, vocab_size: int = 640):
+    return train_bpe_tokenizer(out, corpus_lines(seed), vocab_size)
+
+
+def train_bpe_tokenizer(out: Path, texts, vocab_size: int, split_digits: bool = False):
+    """A byte-level BPE trained on `texts`, with the chat template and markup tokens; saved to `out`.
+
+    `split_digits`: one token per digit (as Qwen's tokenizer does), so a number tokenizes the same in a
+    sentence and inside JSON.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + MARKUP_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus_lines(seed), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    additional_special_tokens=["<|im_start|>"])
     fast.chat_template = CHAT_TEMPLATE
@@ -72,12 +83,12 @@ def build_tokenizer(out: Path, seed: int = 0, vocab_size: int = 640):
     return fast
 
 
-def _qwen3_config(vocab_size: int, shape: dict):
+def qwen3_config(vocab_size: int, shape: dict, eos_token_id: int | None = None, pad_token_id: int | None = None):
     from transformers import Qwen3Config
 
     return Qwen3Config(vocab_size=vocab_size, max_position_embeddings=4096, tie_word_embeddings=True,
-                       rms_norm_eps=1e-6, rope_theta=10000.0, bos_token_id=None, eos_token_id=None,
-                       pad_token_id=None, **shape)
+                       rms_norm_eps=1e-6, rope_theta=10000.0, bos_token_id=None, eos_token_id=eos_token_id,
+                       pad_token_id=pad_token_id, **shape)
 
 
 def build_models(out: Path, tokenizer_dir: Path, seed: int, shape: dict, benchmarks=BENCHMARKS,
@@ -86,7 +97,7 @@ def build_models(out: Path, tokenizer_dir: Path, seed: int, shape: dict, benchma
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = _qwen3_config(len(tok), shape)
+    cfg = qwen3_config(len(tok), shape)
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     paths = {"base": out / "base"}
@@ -115,6 +126,7 @@ def build_models(out: Path, tokenizer_dir: Path, seed: int, shape: dict, benchma
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for rec in records:
@@ -134,19 +146,23 @@ def build_demo_pool(out: str, seed: int = 0, n_calibration: int = 16, shape: dic
     """Build (or reuse) the pool in `out`: tokenizer/, base/, expert_<benchmark>/, calibration/."""
     shape = {**DEFAULT_SHAPE, **(shape or {})}
     out_path = Path(out)
-    key = json.dumps({"v": 1, "seed": seed, "n": n_calibration, "shape": shape, "benchmarks": list(benchmarks)},
-                     sort_keys=True)
-    stamp = hashlib.sha256(key.encode()).hexdigest()[:16]
-    if (out_path / "STAMP").is_file() and (out_path / "STAMP").read_text().strip() == stamp:
+    stamp = pool_stamp({"v": 1, "seed": seed, "n": n_calibration, "shape": shape, "benchmarks": list(benchmarks)})
+    if is_built(out_path, stamp):
         return out_path
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    build_tokenizer(tmp / "tokenizer", seed)
-    build_models(tmp, tmp / "tokenizer", seed, shape, tuple(benchmarks))
-    write_calibration(tmp / "calibration", n_calibration, seed, tuple(benchmarks))
-    (tmp / "STAMP").write_text(stamp + "\n")
-    if out_path.exists():
-        shutil.rmtree(out_path)
-    os.replace(tmp, out_path)
+    with atomic_dir(out_path, overwrite=True) as tmp:
+        build_tokenizer(tmp / "tokenizer", seed)
+        build_models(tmp, tmp / "tokenizer", seed, shape, tuple(benchmarks))
+        write_calibration(tmp / "calibration", n_calibration, seed, tuple(benchmarks))
+        (tmp / "STAMP").write_text(stamp + "\n")
     return out_path
+
+
+def pool_stamp(inputs: dict) -> str:
+    """A short hash of everything a pool is built from; it names the build in the pool's STAMP file."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_built(out: Path, stamp: str) -> bool:
+    """A pool directory is reused only when its STAMP matches the inputs it was built from."""
+    f = out / "STAMP"
+    return f.is_file() and f.read_text().strip() == stamp

@@ -64,7 +64,7 @@ def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "
             envs[i] = suite.make_env(task)
             start = envs[i].reset()
         except Exception as e:  # noqa: BLE001 - a broken task must not stop the run
-            _fail(episodes[i], envs[i], e)
+            _end(episodes[i], envs[i], e)
             continue
         episodes[i].messages = list(start.messages)
         episodes[i].tools = start.tools
@@ -79,7 +79,7 @@ def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "
             try:
                 r = env.step(text)
             except Exception as e:  # noqa: BLE001
-                _fail(ep, env, e)
+                _end(ep, env, e)
                 continue
             ep.messages.extend(r.messages)
             ep.invalid_actions += int(r.invalid)
@@ -101,17 +101,19 @@ def _score(ep: Episode, env: Env) -> None:
     try:
         ep.reward = float(env.reward())
     except Exception as e:  # noqa: BLE001
-        ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(e).__name__}: {e}"
-    finally:
-        env.close()
+        _end(ep, env, e)
+        return
+    _end(ep, env, None)
 
 
-def _fail(ep: Episode, env: Env | None, e: Exception) -> None:
-    ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(e).__name__}: {e}"
+def _end(ep: Episode, env: Env | None, error: Exception | None) -> None:
+    """Close the episode's environment; an error makes the episode a failure that records it."""
+    if error is not None:
+        ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(error).__name__}: {error}"
     if env is not None:
         try:
             env.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - cleanup must not end the run
             pass
 
 

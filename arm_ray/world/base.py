@@ -16,6 +16,11 @@ SPLITS = ("test", "dev", "calibration", "train")
 SPLIT_SIZE = {"test": 200, "dev": 200, "calibration": 200}
 
 
+def assistant_turns(messages: list[dict]) -> int:
+    """How many actions the agent has taken so far (an oracle's position in its plan)."""
+    return sum(m["role"] == "assistant" for m in messages)
+
+
 @dataclass
 class Task:
     suite: str

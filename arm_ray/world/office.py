@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from arm_ray.roles.parsers import officebench as find_answers
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task
+from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
 
 APPS = ("calendar", "email", "excel", "word")
 PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
@@ -224,7 +224,7 @@ class OfficeSuite(Suite):
             steps.append(("system", {"action": "switch_app", "target_app": app}, f"I need the {app} app."))
             steps.append((app, action, f"Use {app} to {action['action'].replace('_', ' ')}."))
         steps.append(("system", {"action": "finish_task"}, "Everything is done."))
-        done = sum(m["role"] == "assistant" for m in messages)
+        done = assistant_turns(messages)
         app, action, think = steps[done]
         value = ""
         for i, m in enumerate(messages):

@@ -16,7 +16,7 @@ import json
 import random
 
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task
+from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
 
 FIRST = ["sara", "omar", "lena", "ivan", "mei", "raj", "ana", "tom", "yuki", "noah", "eva", "li", "kofi", "zoe"]
 LAST = ["lee", "khan", "silva", "novak", "chen", "patel", "garcia", "brown", "sato", "smith", "ito", "diaz"]
@@ -161,7 +161,7 @@ class RetailSuite(Suite):
     def oracle_step(self, task: Task, messages: list[dict]) -> str:
         d = task.data
         oid = d["order_id"]
-        done = sum(m["role"] == "assistant" for m in messages)
+        done = assistant_turns(messages)
         if done == 0:
             return tool_call_text("find_user_id", {"name": d["user"][0], "zip": d["user"][1]})
         if done == 1:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arm_ray.roles.parsers import agentbench_os as find_actions
 from arm_ray.world import sandbox
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task
+from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
 
 WORDS = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "gamma", "harbor", "indigo", "jasper", "koala",
          "lunar", "maple", "nova", "orbit", "pixel", "quartz", "raven", "sierra", "tundra"]
@@ -119,7 +119,7 @@ class ShellSuite(Suite):
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:
         d = task.data
-        done = sum(m["role"] == "assistant" for m in messages)
+        done = assistant_turns(messages)
         if done == 0:
             return act_bash("I will run a command to find out." if "answer" in d else "I will create the file.",
                             d["command"])

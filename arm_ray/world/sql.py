@@ -16,7 +16,7 @@ import re
 import sqlite3
 
 from arm_ray.roles.parsers import dbbench as find_actions
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task
+from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
 
 NAMES = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Luca"]
 DEPTS = ["Sales", "Ops", "Legal", "Design", "Support"]
@@ -122,7 +122,7 @@ class SqlSuite(Suite):
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:
         d = task.data
-        done = sum(m["role"] == "assistant" for m in messages)
+        done = assistant_turns(messages)
         if done == 0:
             return f"I will query the table.\nAction: Operation\n```sql\n{d['gold_sql']};\n```"
         if d["kind"] == "change":

@@ -14,14 +14,13 @@ the base and every other expert there by >= 0.25; `check_gate` says where not.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from arm_ray.checkpoints import atomic_dir
+from arm_ray.demo import is_built, pool_stamp, qwen3_config, train_bpe_tokenizer, write_jsonl
 from arm_ray.world import IN_DOMAIN, SUITES, get_suite
 from arm_ray.world.agent import OraclePolicy, run_episodes, training_record
 
@@ -94,11 +93,6 @@ def world_notes(seed: int, n: int) -> list[str]:
     return notes
 
 
-def _stamp(spec: ToyPoolSpec) -> str:
-    key = json.dumps({"version": VERSION, **asdict(spec)}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def oracle_records(suite_name: str, split: str, n: int) -> list[dict]:
     suite = get_suite(suite_name)
     eps = run_episodes(suite, suite.tasks(split, n), OraclePolicy(suite), split)
@@ -106,44 +100,6 @@ def oracle_records(suite_name: str, split: str, n: int) -> list[dict]:
     if bad:  # the oracle solves every task by construction; anything else is a bug in the suite
         raise RuntimeError(f"{suite_name}: the oracle failed {bad[:3]}")
     return [training_record(e, suite.parser) for e in eps]
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def build_tokenizer(out: Path, texts: list[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from arm_ray.demo import CHAT_TEMPLATE, MARKUP_TOKENS, SPECIAL_TOKENS
-
-    tok = Tokenizer(models.BPE())
-    # one token per digit (as Qwen's tokenizer does): an id or amount then tokenizes the same in a
-    # sentence and inside JSON, so copying it is plain copying
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + MARKUP_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=["<|im_start|>"])
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(out)
-    return fast
-
-
-def _model_config(tokenizer, spec: ToyPoolSpec):
-    from transformers import Qwen3Config
-
-    return Qwen3Config(vocab_size=len(tokenizer), max_position_embeddings=4096, tie_word_embeddings=True,
-                       rms_norm_eps=1e-6, rope_theta=10000.0, bos_token_id=None,
-                       eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-                       pad_token_id=tokenizer.pad_token_id, **spec.shape)
 
 
 def _save(model, tokenizer, path: Path) -> None:
@@ -193,37 +149,35 @@ def score_table(scores: dict[str, dict[str, float]]) -> str:
 def build_toy_pool(out: str | Path, preset: str = "demo", log=print, **overrides) -> Path:
     """Build (or reuse) the pool in `out`. Named from configs as `arm_ray.world.toy_pool:build_toy_pool`."""
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM
 
     from arm_ray.world.train import make_examples, pack_texts, train
 
     spec = ToyPoolSpec(**{**asdict(PRESETS[preset]), **overrides})
     out = Path(out)
-    stamp = _stamp(spec)
-    if (out / "STAMP").is_file() and (out / "STAMP").read_text().strip() == stamp:
+    stamp = pool_stamp({"version": VERSION, **asdict(spec)})
+    if is_built(out, stamp):
         return out
     t0 = time.perf_counter()
     torch.set_num_threads(spec.threads)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out, overwrite=True) as tmp:
         data = {}
         for name in SUITES:
             for split, n in (("train", spec.n_train), ("calibration", spec.n_calibration), ("dev", spec.n_dev)):
                 data[name, split] = oracle_records(name, split, n)
-                _write_jsonl(tmp / "data" / name / f"{split}.jsonl", data[name, split])
+                write_jsonl(tmp / "data" / name / f"{split}.jsonl", data[name, split])
         log(f"[toy pool] oracle episodes written ({time.perf_counter() - t0:.0f} s)")
 
-        import transformers
-
+        train_records = [r for name in SUITES for r in data[name, "train"]]
         notes = world_notes(spec.seed, spec.n_notes)
-        texts = [_render(r) for name in SUITES for r in data[name, "train"]] + notes
-        tok = build_tokenizer(tmp / "tokenizer", texts, spec.vocab_size)
+        tok = train_bpe_tokenizer(tmp / "tokenizer", [_render(r) for r in train_records] + notes, spec.vocab_size,
+                                  split_digits=True)
         transformers.set_seed(spec.seed)
-        torch.manual_seed(spec.seed)
-        base = AutoModelForCausalLM.from_config(_model_config(tok, spec), dtype=torch.float32)
-        world = make_examples(tok, [r for name in SUITES for r in data[name, "train"]], "world", spec.max_length)
+        stop = tok.convert_tokens_to_ids("<|im_end|>")
+        base = AutoModelForCausalLM.from_config(qwen3_config(len(tok), spec.shape, stop, tok.pad_token_id),
+                                                dtype=torch.float32)
+        world = make_examples(tok, train_records, "world", spec.max_length)
         world += pack_texts(tok, notes, spec.max_length // 2)
         losses = train(base, world, spec.base_steps, spec.lr, spec.batch_tokens, spec.seed)
         log(f"[toy pool] base: {spec.base_steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.2f} "
@@ -246,12 +200,6 @@ def build_toy_pool(out: str | Path, preset: str = "demo", log=print, **overrides
         (tmp / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
         (tmp / "spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
         (tmp / "STAMP").write_text(stamp + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(score_table(scores))
     log(f"[toy pool] built in {time.perf_counter() - t0:.0f} s")
     return out
