@@ -59,19 +59,27 @@ def build_tokenizer(out: Path, seed: int = 0, vocab_size: int = 640):
     return train_bpe_tokenizer(out, corpus_lines(seed), vocab_size)
 
 
-def train_bpe_tokenizer(out: Path, texts, vocab_size: int, split_digits: bool = False):
+# words, single digits, punctuation runs (with at most one leading space), whitespace runs
+ISOLATED_WORDS = r"[A-Za-z]+|[0-9]| ?[^A-Za-z0-9\s]+|\s+"
+
+
+def train_bpe_tokenizer(out: Path, texts, vocab_size: int, split_digits: bool = False, isolate_words: bool = False):
     """A byte-level BPE trained on `texts`, with the chat template and markup tokens; saved to `out`.
 
     `split_digits`: one token per digit (as Qwen's tokenizer does), so a number tokenizes the same in a
-    sentence and inside JSON.
+    sentence and inside JSON. `isolate_words`: a word never carries the space or quote before it
+    (`Patel` is one token in `I am Li Patel` and in `{"name": "Li Patel"}`), so a value copied from
+    prose into JSON is the same token sequence; tiny models copy by matching tokens.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-                         if split_digits else byte_level)
+    steps = [pre_tokenizers.Digits(individual_digits=True)] if split_digits else []
+    if isolate_words:
+        steps.append(pre_tokenizers.Split(Regex(ISOLATED_WORDS), behavior="isolated"))
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=not isolate_words))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(steps) if len(steps) > 1 else steps[0]
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + MARKUP_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

@@ -27,6 +27,14 @@ def tokenizer(tiny_pool):
     return AutoTokenizer.from_pretrained(tiny_pool / "tokenizer")
 
 
+@pytest.fixture(scope="session")
+def toy_pool(tmp_path_factory) -> Path:
+    """The trained toy pool, `tests` preset: the real build (oracle data, tokenizer, training, scoring), fast."""
+    from arm_ray.world.toy_pool import build_toy_pool
+
+    return build_toy_pool(tmp_path_factory.mktemp("toy") / "pool", "tests", log=lambda s: None)
+
+
 def tiny_config(pool: Path, **over) -> dict:
     cfg = {
         "name": "tiny",

@@ -24,27 +24,31 @@ from arm_ray.demo import is_built, pool_stamp, qwen3_config, train_bpe_tokenizer
 from arm_ray.world import IN_DOMAIN, SUITES, get_suite
 from arm_ray.world.agent import OraclePolicy, run_episodes, training_record
 
-VERSION = 1
+VERSION = 5
 
 
 @dataclass
 class ToyPoolSpec:
     seed: int = 0
     vocab_size: int = 2048
-    shape: dict = field(default_factory=lambda: dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4,
-                                                      num_attention_heads=4, num_key_value_heads=2, head_dim=64))
-    n_train: int = 400  # oracle episodes per suite for training
+    # narrow and shallow so a few hundred CPU steps are enough for copying to emerge (see copy_drills)
+    shape: dict = field(default_factory=lambda: dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                                                      num_attention_heads=4, num_key_value_heads=2, head_dim=32))
+    n_train: int = 1000  # oracle episodes per suite for training (more episodes: less memorising)
     n_calibration: int = 32
     n_dev: int = 24
     n_test: int = 40
-    base_steps: int = 300
-    expert_steps: int = 250
+    drill_steps: int = 1200  # base phase 1: copy drills only, until copying emerges (900-1200 steps here)
+    base_steps: int = 200  # base phase 2: the world's text, drills mixed in
+    expert_steps: int = 350
+    expert_drill_share: float = 0.2  # drills replayed during SFT so fine-tuning keeps the copy skill
     lr: float = 3e-3
     batch_tokens: int = 4096
-    max_length: int = 768
+    max_length: int = 1024
     threads: int = 2
     max_new_tokens: int = 160  # per assistant turn when scoring
-    n_notes: int = 6000  # short world-text notes for the base (see world_notes)
+    n_drills: int = 18000  # copy drills for the base (see copy_drills), packed drills_per_example at a time
+    drills_per_example: int = 6
 
 
 PRESETS = {
@@ -53,44 +57,100 @@ PRESETS = {
     "tests": ToyPoolSpec(shape=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                     num_attention_heads=2, num_key_value_heads=1, head_dim=32),
                          vocab_size=1024, n_train=48, n_calibration=8, n_dev=6, n_test=6,
-                         base_steps=4, expert_steps=8, max_new_tokens=24, n_notes=200),
+                         drill_steps=4, base_steps=4, expert_steps=8, max_new_tokens=24, n_drills=300),
 }
 
 
-def world_notes(seed: int, n: int) -> list[str]:
-    """Generic text of the world: facts stated in prose, then restated as JSON or in a short reply.
-
-    The base model reads these besides the episodes' non-assistant text. Each note
-    mentions the same names, ids and amounts twice in different surroundings, which
-    is what teaches a small model to copy a value from context, the skill every
-    suite's actions need (their SFT data alone is too small to teach it).
-    """
-    import random
-
+def _values(rng) -> dict[str, str]:
+    """One random record of the world: the kinds of values the suites' actions must repeat."""
     from arm_ray.world.office import PEOPLE, TOPICS
     from arm_ray.world.retail import FIRST, LAST
     from arm_ray.world.shell import WORDS
 
-    rng = random.Random(f"notes:{seed}")
-    notes = []
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    word = rng.choice(WORDS)
+    return {
+        "name": f"{first.title()} {last.title()}",
+        "zip": str(rng.randint(10000, 99999)),
+        "order_id": f"#W{rng.randint(1000, 9999)}",
+        "user_id": f"{first}_{last}_{rng.randint(1000, 9999)}",
+        "total": f"{rng.randint(10, 999)}.{rng.randint(0, 99):02d}",
+        "count": str(rng.randint(0, 400)),
+        "file": f"{word}.{rng.choice(['txt', 'csv', 'log'])}",
+        "word": rng.choice(WORDS),
+        "to": f"{rng.choice(PEOPLE)}@corp.com",
+        "title": f"{rng.choice(TOPICS)} meeting",
+        "date": f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+    }
+
+
+def copy_drills(seed: int, n: int) -> list[tuple[str, str]]:
+    """(context, restatement) pairs: a few random values stated once, then repeated in another format.
+
+    Every suite's actions repeat values read from the conversation (names, ids,
+    amounts, file names). A small model does not learn that from a few hundred
+    episodes; it learns the formats and invents the values. These drills make
+    copying the only way to predict the restatement, and a 4-layer model trained
+    on them forms copy (induction) heads within a few hundred steps. The values
+    are random, so nothing here leaks a task's answer.
+    """
+    import random
+
+    rng = random.Random(f"drills:{seed}")
+    out = []
     for _ in range(n):
-        name = f"{rng.choice(FIRST).title()} {rng.choice(LAST).title()}"
-        zip_, oid = f"{rng.randint(10000, 99999)}", f"#W{rng.randint(1000, 9999)}"
-        amount, count = str(rng.randint(1, 9999)), str(rng.randint(0, 400))
-        word, topic, who = rng.choice(WORDS), rng.choice(TOPICS), rng.choice(PEOPLE)
-        date = f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-        notes.append(rng.choice([
-            f"{name} lives in zip {zip_} and placed order {oid}. "
-            + json.dumps({"name": name, "zip": zip_, "order_id": oid}),
-            f"Order {oid} costs ${amount}. " + json.dumps({"order_id": oid, "total": amount})
-            + f" The total of order {oid} is ${amount}.",
-            f"The {topic} sheet says {amount}. " + json.dumps({"to": f"{who}@corp.com", "body": amount}),
-            f"The {topic} meeting with {who} is on {date}. " + json.dumps({"title": f"{topic} meeting",
-                                                                            "date": date}),
-            f"The output of the OS:\n\n{count}\nSo the answer is {count}. Act: answer({count})",
-            f"The file {word}.txt holds the word {word}: echo {word} > {word}.txt",
-        ]))
-    return notes
+        v = _values(rng)
+        keys = rng.sample(sorted(v), rng.randint(2, 4))
+        if "name" not in keys and rng.random() < 0.25:  # people are named in most of the world's text
+            keys[0] = "name"
+        context = rng.choice([
+            f"I am {v['name']}, " + ", ".join(f"{k} {v[k]}" for k in keys if k != "name") + ".",
+            "Record: " + ", ".join(f"{k} {v[k]}" for k in keys) + ".",
+            " ".join(f"The {k} is {v[k]}." for k in keys),
+            "<tool_response>\n" + json.dumps({k: v[k] for k in keys}) + "\n</tool_response>",
+        ])
+        restated = rng.choice([
+            json.dumps({k: v[k] for k in keys}),
+            " ".join(f"{k}={v[k]}" for k in keys),
+            "<tool_call>\n" + json.dumps({"name": "note", "arguments": {k: v[k] for k in keys}}) + "\n</tool_call>",
+        ])
+        out.append((context, restated))
+    return out
+
+
+def drill_examples(tokenizer, drills: list[tuple[str, str]], per_example: int):
+    """Drills packed `per_example` at a time; the loss counts only on the restatements."""
+    import numpy as np
+
+    from arm_ray.world.train import Example
+
+    sep = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    ctx = tokenizer([c + "\n" for c, _ in drills], add_special_tokens=False)["input_ids"]
+    rep = tokenizer([r for _, r in drills], add_special_tokens=False)["input_ids"]
+    out = []
+    for i in range(0, len(drills), per_example):
+        ids, w = [], []
+        for c, r in zip(ctx[i: i + per_example], rep[i: i + per_example]):
+            ids += c + r + [sep]
+            w += [0.0] * len(c) + [1.0] * (len(r) + 1)
+        out.append(Example(np.asarray(ids, dtype=np.int64), np.asarray(w, dtype=np.float32)))
+    return out
+
+
+def copy_accuracy(model, examples) -> float:
+    """Teacher-forced next-token accuracy on the drills' restatements (format tokens included)."""
+    import torch
+
+    hit = total = 0
+    model.eval()
+    for e in examples:
+        ids = torch.from_numpy(e.ids)[None]
+        with torch.inference_mode():
+            pred = model(input_ids=ids).logits[0, :-1].argmax(-1)
+        w = torch.from_numpy(e.weights[1:]) > 0
+        hit += int((pred == ids[0, 1:])[w].sum())
+        total += int(w.sum())
+    return hit / max(total, 1)
 
 
 def oracle_records(suite_name: str, split: str, n: int) -> list[dict]:
@@ -152,7 +212,7 @@ def build_toy_pool(out: str | Path, preset: str = "demo", log=print, **overrides
     import transformers
     from transformers import AutoModelForCausalLM
 
-    from arm_ray.world.train import make_examples, pack_texts, train
+    from arm_ray.world.train import make_examples, train
 
     spec = ToyPoolSpec(**{**asdict(PRESETS[preset]), **overrides})
     out = Path(out)
@@ -170,26 +230,37 @@ def build_toy_pool(out: str | Path, preset: str = "demo", log=print, **overrides
         log(f"[toy pool] oracle episodes written ({time.perf_counter() - t0:.0f} s)")
 
         train_records = [r for name in SUITES for r in data[name, "train"]]
-        notes = world_notes(spec.seed, spec.n_notes)
-        tok = train_bpe_tokenizer(tmp / "tokenizer", [_render(r) for r in train_records] + notes, spec.vocab_size,
-                                  split_digits=True)
+        drills = copy_drills(spec.seed, spec.n_drills)
+        tok = train_bpe_tokenizer(tmp / "tokenizer", [_render(r) for r in train_records]
+                                  + [f"{c}\n{r}" for c, r in drills], spec.vocab_size, split_digits=True,
+                                  isolate_words=True)
         transformers.set_seed(spec.seed)
         stop = tok.convert_tokens_to_ids("<|im_end|>")
         base = AutoModelForCausalLM.from_config(qwen3_config(len(tok), spec.shape, stop, tok.pad_token_id),
                                                 dtype=torch.float32)
-        world = make_examples(tok, train_records, "world", spec.max_length)
-        world += pack_texts(tok, notes, spec.max_length // 2)
-        losses = train(base, world, spec.base_steps, spec.lr, spec.batch_tokens, spec.seed)
-        log(f"[toy pool] base: {spec.base_steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.2f} "
-            f"({time.perf_counter() - t0:.0f} s)")
+        drill_ex = drill_examples(tok, drills, spec.drills_per_example)
+        held_out = drill_examples(tok, copy_drills(spec.seed + 1, 120), spec.drills_per_example)
+        # phase 1: drills only (copying has to emerge before the world's text can use it)
+        losses = train(base, drill_ex, spec.drill_steps, spec.lr, spec.batch_tokens, spec.seed)
+        copy_acc = {"after_drills": copy_accuracy(base, held_out)}
+        log(f"[toy pool] base, drills: {spec.drill_steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}, "
+            f"copy accuracy {copy_acc['after_drills']:.3f} ({time.perf_counter() - t0:.0f} s)")
+        world = make_examples(tok, train_records, "world", spec.max_length) + drill_ex
+        losses = train(base, world, spec.base_steps, spec.lr, spec.batch_tokens, spec.seed + 100)
+        copy_acc["base"] = copy_accuracy(base, held_out)
+        log(f"[toy pool] base, world: {spec.base_steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}, "
+            f"copy accuracy {copy_acc['base']:.3f} ({time.perf_counter() - t0:.0f} s)")
         _save(base, tok, tmp / "base")
         models = {"base": tmp / "base"}
         for i, name in enumerate(IN_DOMAIN):
             expert = AutoModelForCausalLM.from_pretrained(tmp / "base", dtype=torch.float32)
             sft = make_examples(tok, data[name, "train"], "assistant", spec.max_length)
-            losses = train(expert, sft, spec.expert_steps, spec.lr, spec.batch_tokens, spec.seed + 1 + i)
-            log(f"[toy pool] expert_{name}: {spec.expert_steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.3f} "
-                f"({time.perf_counter() - t0:.0f} s)")
+            n_replay = spec.expert_drill_share / (1 - spec.expert_drill_share) * len(sft)
+            replay = drill_ex[:: max(1, round(len(drill_ex) / max(1.0, n_replay)))]  # spread over the drills
+            losses = train(expert, sft + replay, spec.expert_steps, spec.lr, spec.batch_tokens, spec.seed + 1 + i)
+            copy_acc[f"expert_{name}"] = copy_accuracy(expert, held_out)
+            log(f"[toy pool] expert_{name}: {spec.expert_steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.3f}, "
+                f"copy accuracy {copy_acc[f'expert_{name}']:.3f} ({time.perf_counter() - t0:.0f} s)")
             _save(expert, tok, tmp / f"expert_{name}")
             models[f"expert_{name}"] = tmp / f"expert_{name}"
         scores = {}
@@ -199,6 +270,7 @@ def build_toy_pool(out: str | Path, preset: str = "demo", log=print, **overrides
             log(f"[toy pool] scored {model_name}: {scores[model_name]} ({time.perf_counter() - t0:.0f} s)")
         (tmp / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
         (tmp / "spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+        (tmp / "copy_accuracy.json").write_text(json.dumps(copy_acc, indent=2) + "\n")
         (tmp / "STAMP").write_text(stamp + "\n")
     log(score_table(scores))
     log(f"[toy pool] built in {time.perf_counter() - t0:.0f} s")

@@ -43,20 +43,6 @@ def make_examples(tokenizer, records: list[dict], loss_on: str, max_length: int)
     return out
 
 
-def pack_texts(tokenizer, texts: list[str], length: int) -> list[Example]:
-    """Plain texts joined by the end-of-text token into examples of about `length` tokens; loss everywhere."""
-    sep = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    out, cur = [], []
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        cur += ids + [sep]
-        if len(cur) >= length:
-            out.append(Example(np.asarray(cur, dtype=np.int64), np.ones(len(cur), dtype=np.float32)))
-            cur = []
-    if cur:
-        out.append(Example(np.asarray(cur, dtype=np.int64), np.ones(len(cur), dtype=np.float32)))
-    return out
-
-
 def train(model, examples: list[Example], steps: int, lr: float, batch_tokens: int, seed: int,
           progress=None, bf16: bool = True) -> list[float]:
     """AdamW, linear warm-up then cosine decay; batches of similar-length examples up to `batch_tokens`.

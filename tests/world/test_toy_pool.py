@@ -3,18 +3,11 @@
 import json
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
 from arm_ray.world import IN_DOMAIN, SUITES
 from arm_ray.world.toy_pool import build_toy_pool, check_gate
-
-
-@pytest.fixture(scope="session")
-def toy_pool(tmp_path_factory):
-    """The `tests` preset: the real build (oracle data, tokenizer, training, scoring), small and fast."""
-    return build_toy_pool(tmp_path_factory.mktemp("toy") / "pool", "tests", log=lambda s: None)
 
 
 def test_layout_and_scores(toy_pool):
@@ -84,6 +77,8 @@ def test_arm_runs_on_the_toy_pool(toy_pool, tmp_path):
     text = (Path(__file__).parents[2] / "configs" / "toy.yaml").read_text()
     cfg = yaml.safe_load(text.replace("runs/_toy_pool", str(toy_pool)))
     cfg.pop("prepare")
+    cfg.pop("evaluation")  # rollouts need vLLM actors: tests/actors/test_rollout.py runs this config with them
+    cfg["weak"] = {"benchmarks": ["officebench", "agentbench_os"]}
     cfg["operators"] = cfg["operators"][:2]
     cfg["resources"] = {"tracers": 1, "tracer_num_cpus": 0.25, "coordinator_num_cpus": 0.1, "torch_threads": 1}
     report = pipeline.run(parse_config(cfg), tmp_path / "run", lambda ctx: LocalBackend(ctx.sources("cpu")),
@@ -91,3 +86,21 @@ def test_arm_runs_on_the_toy_pool(toy_pool, tmp_path):
     assert report["selected"] in {"average", "task_arithmetic"}
     assert set(report["benchmarks"]) == {"tau_bench", "officebench", "agentbench_os"}
     assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_toy_tokenizer_keeps_words_whole_across_contexts(toy_pool):
+    """A value copied from prose into JSON is the same token sequence (what copy heads match on)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+
+    def ids(text, value):
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        start = text.index(value)
+        return [i for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if a >= start and b <= start + len(value)]
+
+    for value in ("Li Patel", "launch.csv", "W6574", "46065"):
+        prose = f"I am {value}, thanks."
+        js = json.dumps({"name": value})
+        assert ids(prose, value) == ids(js, value) != []
+        assert tok.decode(ids(prose, value)) == value
