@@ -1,1 +1,1 @@
-"""Thin Ray actors around arm_ray: tracers (one model at a time each) and the coordinator."""
+"""Thin Ray actors around arm_ray: tracers, rollouts (vLLM) and the coordinator."""

@@ -1,4 +1,7 @@
-"""The coordinator actor: runs the ARM recipe (`arm_ray.pipeline.run`) and owns the run directory."""
+"""The coordinator actor: runs the ARM recipe (`arm_ray.pipeline.run`) and owns the run directory.
+
+It makes the tracer and rollout actors the recipe asks for and shuts them down when it ends.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import ray
 
+from actors.rollout import RolloutBackend
 from actors.tracer import RayBackend
 from arm_ray import pipeline
 from arm_ray.config import parse_config
@@ -24,8 +28,12 @@ class Coordinator:
             backends.append(RayBackend(ctx.sources(device), cfg.resources, len(pipeline.trace_jobs(ctx))))
             return backends[-1]
 
+        def rollouts(cfg):
+            backends.append(RolloutBackend(cfg.evaluation.engine.model_dump(), cfg.resources, cfg.seed))
+            return backends[-1]
+
         try:
-            return pipeline.run(cfg, Path(out), backend, overwrite=overwrite, progress=tqdm)
+            return pipeline.run(cfg, Path(out), backend, overwrite=overwrite, progress=tqdm, rollout_factory=rollouts)
         finally:
             for b in backends:
                 b.shutdown()

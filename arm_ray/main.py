@@ -101,6 +101,8 @@ def run(argv=None) -> dict:
     print(f"  backbone: {report['selected']}; weak: {', '.join(w['benchmark'] for w in report['weak']) or 'none'}; "
           f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
     print(f"  model: {out / 'model'}   report: {out / 'report.md'}")
+    if report.get("evaluation"):
+        print("\n" + report["evaluation"]["table_md"])
     return report
 
 

@@ -1,8 +1,8 @@
-"""The ARM recipe, top to bottom: prepare, pool, trace, select, diagnose, transplant, report.
+"""The ARM recipe, top to bottom: prepare, pool, trace, select, diagnose, transplant, evaluate, report.
 
-`run` is what the coordinator actor executes; the tracing backend is passed in
-(Ray actors, or `tracing.LocalBackend` in-process), so this file reads as the
-method and nothing else.
+`run` is what the coordinator actor executes; the tracing and rollout backends
+are passed in (Ray actors, or in-process ones), so this file reads as the method
+and nothing else.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Callable
 import numpy as np
 
 from arm_ray import checkpoints, pool, report, selection, transplant
+from arm_ray.evaluation import diagnosis, metrics
+from arm_ray.evaluation import results as eval_results
+from arm_ray.evaluation.rollout import SuiteRun
 from arm_ray.architectures import mlp_names
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError, DataError
@@ -26,7 +29,8 @@ from arm_ray.roles.spans import TrajectoryEncoder
 from arm_ray.saliency import Packed, TraceResult, pack_trajectories, saliency_table
 from arm_ray.tracing import Sources, TraceJob
 
-RUN_OUTPUTS = ("model", "backbone", "report.json", "report.md", "saliency.parquet", "aos.png", "transplant.png")
+RUN_OUTPUTS = ("model", "backbone", "report.json", "report.md", "saliency.parquet", "eval.parquet", "aos.png",
+               "transplant.png", "results.png")
 
 
 @dataclass
@@ -62,6 +66,13 @@ def prepare(cfg: RunConfig) -> Context:
     recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed) for op in cfg.operators]
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
+    for b in cfg.evaluated:
+        try:
+            from arm_ray.world import get_suite
+
+            get_suite(cfg.benchmarks[b].suite)
+        except (KeyError, ImportError, AttributeError) as e:
+            raise ConfigError(f"benchmarks.{b}.suite: cannot load {cfg.benchmarks[b].suite!r} ({e})") from None
     packed, warnings = encode_calibration(cfg, base)
     dev_scores = load_dev_scores(cfg) if cfg.weak.dev_results else None
     return Context(cfg, base, experts, recipes, packed, dev_scores, warnings)
@@ -132,17 +143,62 @@ def salient_sets(results: dict[str, TraceResult], cfg: RunConfig, model: str, be
     return {b: selection.salient_set(results[model].saliency(b, cfg.role_of(b)), cfg.k) for b in benchmarks}
 
 
+def donors(cfg: RunConfig) -> dict[str, str]:
+    return {b: cfg.benchmarks[b].expert for b in cfg.in_domain}
+
+
 def diagnose(cfg: RunConfig, selected: str, dev_scores: dict | None) -> list[dict]:
-    """Weak benchmarks: the config's list, or gap_b = score(M_b) - score(M0) > threshold on dev."""
+    """Weak benchmarks from the config's list or a dev-results file (dev rollouts: see `run`)."""
     if cfg.weak.benchmarks is not None:
         return [{"benchmark": b, "gap": None, "source": "config"} for b in cfg.weak.benchmarks]
-    gaps = {b: float(dev_scores[cfg.benchmarks[b].expert][b]) - float(dev_scores[selected][b]) for b in cfg.in_domain}
-    weak = [b for b in cfg.in_domain if gaps[b] > cfg.weak.threshold]
-    weak.sort(key=lambda b: (-gaps[b], cfg.in_domain.index(b)))
-    if cfg.weak.top_m is not None:
-        weak = weak[: cfg.weak.top_m]
-    weak.sort(key=cfg.in_domain.index)
-    return [{"benchmark": b, "gap": gaps[b], "source": "dev_results"} for b in weak]
+    return diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, donors(cfg), selected), cfg.weak.threshold,
+                                     cfg.weak.top_m, "dev_results")
+
+
+def suite_runs(cfg: RunConfig, benchmarks: list[str], split: str) -> list[SuiteRun]:
+    n = cfg.evaluation.dev_tasks if split == "dev" else cfg.evaluation.test_tasks
+    return [SuiteRun(b, cfg.benchmarks[b].suite, split, n) for b in benchmarks]
+
+
+def sampling(cfg: RunConfig) -> dict[str, dict]:
+    return {b: cfg.sampling_of(b).model_dump() for b in cfg.evaluated}
+
+
+def table_rows(cfg: RunConfig, selected: str, evaluated: dict[str, str]) -> list[tuple[str, str]]:
+    """(label, model) rows of the results table, in the paper's order, for the models evaluated."""
+    rows = [("base", "base")] if "base" in evaluated else []
+    rows += [(f"{e} (expert)", e) for e in cfg.expert_names() if e in evaluated]
+    if all(e in evaluated for e in cfg.expert_names()):
+        rows.append((f"BEST-of-{len(cfg.expert_names())} (oracle)", metrics.BEST))
+    if "candidates" in cfg.evaluation.models:
+        rows += [(op.name, "backbone" if op.name == selected else op.name) for op in cfg.operators]
+    if "backbone" in evaluated:
+        rows.append((f"AOS-selected backbone ({selected})", "backbone"))
+    if "arm" in evaluated:
+        rows.append(("ARM", "arm"))
+    return rows
+
+
+def evaluated_models(cfg: RunConfig, ctx: Context, selected: str, backbone_dir: Path, arm_dir: Path, work: Path,
+                     backend) -> dict[str, str]:
+    """{model name: checkpoint dir} of the models the results table asks for; writes the candidates it needs."""
+    want = cfg.evaluation.models
+    models: dict[str, str] = {}
+    if "base" in want:
+        models["base"] = str(ctx.base.path)
+    if "experts" in want:
+        models.update({e: str(ctx.experts[e].path) for e in cfg.expert_names()})
+    if "candidates" in want:
+        for r in ctx.recipes:
+            if r.name != selected:  # the selected one is the backbone, evaluated once
+                backend.write_candidate(r, str(work / "candidates" / r.name), cfg.max_shard_size, None,
+                                        overwrite=True)
+                models[r.name] = str(work / "candidates" / r.name)
+    if "backbone" in want or "candidates" in want:
+        models["backbone"] = str(backbone_dir)
+    if "arm" in want:
+        models["arm"] = str(arm_dir)
+    return models
 
 
 class Stopwatch:
@@ -163,16 +219,24 @@ class Stopwatch:
 
 
 def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object], overwrite: bool = False,
-        log: Callable[[str], None] = print, progress=None) -> dict:
-    """Run ARM end to end into the run directory `out`; returns report.json's content."""
+        log: Callable[[str], None] = print, progress=None,
+        rollout_factory: Callable[[RunConfig], object] | None = None) -> dict:
+    """Run ARM end to end into the run directory `out`; returns report.json's content.
+
+    `rollout_factory(cfg)` makes the rollout backend (`evaluate(models, runs,
+    sampling, on_done)`); it is called once, when the first rollout is due.
+    """
     from tqdm.auto import tqdm
 
     progress = progress or tqdm
     out = Path(out)
     sw = Stopwatch()
     check_output_dir(out, overwrite)
+    if cfg.evaluation is not None and rollout_factory is None:
+        raise ConfigError("evaluation: this runner has no rollout backend; remove `evaluation` or run through "
+                          "python -m arm_ray.main")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "report.md", "saliency.parquet"):  # never leave an old report beside a new model
+    for stale in ("report.json", "report.md", "saliency.parquet", "eval.parquet", "results.png"):  # never leave an old report beside a new model
         if (out / stale).exists():
             os.remove(out / stale)
 
@@ -200,33 +264,61 @@ def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object],
         selected = selection.select(aos, [r.name for r in ctx.recipes])
         log(f"selected backbone: {selected} (mean AOS {selection.mean_aos(aos[selected]):.4f})")
 
+    # The backbone goes to disk now: dev rollouts evaluate it, the transplant edits a copy of it.
+    with sw.stage("backbone"):
+        recipe = next(r for r in ctx.recipes if r.name == selected)
+        work = out / ".work"
+        base_dir = out / "backbone" if cfg.save_backbone else work / "backbone"
+        backend.write_candidate(recipe, str(base_dir), cfg.max_shard_size, report.backbone_card(cfg, recipe),
+                                overwrite=True)
+
+    rollouts = _Lazy(rollout_factory, cfg)
+    eval_rows: list[dict] = []
     with sw.stage("diagnose"):
-        weak = diagnose(cfg, selected, ctx.dev_scores)
+        if cfg.weak.from_rollouts:
+            models = {e: str(ctx.experts[e].path) for e in cfg.expert_names()} | {"backbone": str(base_dir)}
+            eval_rows += _rollouts(rollouts.get(), models, suite_runs(cfg, bench, "dev"), sampling(cfg),
+                                   progress, "dev rollouts")
+            dev_scores = metrics.scores(metrics.summarize(eval_rows, "dev"))
+            weak = diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, donors(cfg), "backbone"),
+                                             cfg.weak.threshold, cfg.weak.top_m, "dev")
+        else:
+            weak = diagnose(cfg, selected, ctx.dev_scores)
+        log("weak benchmarks: " + (", ".join(f"{w['benchmark']} (gap {w['gap']:+.3f})" if w["gap"] is not None
+                                             else w["benchmark"] for w in weak) or "none"))
 
     # Step 3: protection, transplant sets, conflicts, the weight edit.
     with sw.stage("transplant"):
-        donors = {b: cfg.benchmarks[b].expert for b in bench}
         weak_names = [w["benchmark"] for w in weak]
         protection = transplant.protection_sets(cand_sets[selected]) if cfg.protect else None
         tsets = transplant.transplant_sets(expert_sets, weak_names, protection)
-        final, conflicts = transplant.resolve_conflicts(tsets, donors, {w["benchmark"]: w["gap"] for w in weak},
+        final, conflicts = transplant.resolve_conflicts(tsets, donors(cfg), {w["benchmark"]: w["gap"] for w in weak},
                                                         cfg.conflict_policy)
-        recipe = next(r for r in ctx.recipes if r.name == selected)
-        base_dir = out / "backbone" if cfg.save_backbone else out / ".work" / "backbone"
-        backbone_card = report.backbone_card(cfg, recipe)
-        backend.write_candidate(recipe, str(base_dir), cfg.max_shard_size, backbone_card, overwrite=True)
         backbone = checkpoints.open_checkpoint(str(base_dir), selected)
         names = mlp_names(backbone.config["model_type"])
         edits = {d: transplant.neuron_edits(m, names, set(backbone.tensors))
-                 for d, m in transplant.neurons_by_donor(final, donors).items()}
+                 for d, m in transplant.neurons_by_donor(final, donors(cfg)).items()}
         state = report.build(cfg, ctx, results, aos, selected, weak, final, conflicts, sw.timings, jobs)
         bar = progress(total=len(backbone.files), desc="transplant shards")
         checkpoints.transplant_checkpoint(backbone, ctx.experts, edits, transplant.apply_edit, out / "model",
                                           readme=report.model_card(state), overwrite=True,
                                           progress=bar.update)
         bar.close()
+
+    # The results table: test rollouts of the models the config names.
+    with sw.stage("evaluate"):
+        if cfg.evaluation is not None:
+            models = evaluated_models(cfg, ctx, selected, base_dir, out / "model", work, backend)
+            eval_rows += _rollouts(rollouts.get(), models, suite_runs(cfg, cfg.evaluated, "test"), sampling(cfg),
+                                   progress, "test rollouts")
+            state["evaluation"] = evaluation_state(cfg, selected, models, eval_rows)
+        if eval_rows:
+            eval_results.write_eval(out / "eval.parquet", eval_rows)
+            if cfg.weak.from_rollouts:
+                state["dev_scores"] = metrics.scores(metrics.summarize(eval_rows, "dev"))
+        shutil.rmtree(work / "candidates", ignore_errors=True)
         if not cfg.save_backbone:
-            shutil.rmtree(out / ".work", ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     with sw.stage("report"):
         state["timings"] = sw.timings
@@ -234,6 +326,36 @@ def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object],
     state["timings"] = sw.timings
     checkpoints.atomic_write_text(out / "report.json", json.dumps(state, indent=2) + "\n")
     return state
+
+
+def evaluation_state(cfg: RunConfig, selected: str, models: dict[str, str], rows: list[dict]) -> dict:
+    summary = metrics.summarize(rows, "test")
+    scores = metrics.scores(summary)
+    table, table_md = metrics.table(scores, table_rows(cfg, selected, models), cfg.expert_names(), cfg.evaluated)
+    return {"split": "test", "tasks_per_benchmark": cfg.evaluation.test_tasks, "benchmarks": cfg.evaluated,
+            "sampling": sampling(cfg), "models": models, "summary": summary, "table": table,
+            "table_md": table_md, "rates_md": metrics.rates_table(summary, list(models), cfg.evaluated)}
+
+
+class _Lazy:
+    """The rollout backend, made on first use (runs without rollouts never start an engine)."""
+
+    def __init__(self, factory, cfg):
+        self.factory, self.cfg, self.value = factory, cfg, None
+
+    def get(self):
+        if self.value is None:
+            self.value = self.factory(self.cfg)
+        return self.value
+
+
+def _rollouts(backend, models: dict[str, str], runs: list[SuiteRun], sampling_: dict, progress, desc: str):
+    from arm_ray.evaluation.rollout import count_tasks
+
+    bar = progress(total=len(models) * count_tasks(runs), desc=desc)
+    rows = backend.evaluate(models, runs, sampling_, on_done=lambda done: bar.update(len(done)))
+    bar.close()
+    return rows
 
 
 def _write_parquet(path: Path, table) -> None:

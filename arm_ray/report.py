@@ -104,12 +104,38 @@ def markdown(r: dict) -> str:
         for layer in range(n_layers):
             out.append(f"| {layer} | " + " | ".join(str(v[layer]) for v in r["transplanted_per_layer"].values())
                        + " |")
+    out += _evaluation_md(r)
     out += ["", "## Calibration", "", "| benchmark | trajectories | role tokens |", "|---|---:|---:|"]
     out += [f"| {b} | {v['n_trajectories']} | {v['n_tokens']} |" for b, v in r["calibration"].items()]
     out += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.2f} |" for k, v in r["timings"].items()]
     out += ["", "![AOS](aos.png)", "", "![transplanted neurons](transplant.png)", ""]
     return "\n".join(out)
+
+
+def _evaluation_md(r: dict) -> list[str]:
+    ev = r.get("evaluation")
+    out = []
+    if r.get("dev_scores"):
+        bench = r["benchmarks"]
+        out += ["", "## Dev rollouts (diagnosis)", "", "| model | " + " | ".join(bench) + " |",
+                "|---|" + "---:|" * len(bench)]
+        for m, row in r["dev_scores"].items():
+            out.append(f"| {m} | " + " | ".join(f"{100 * row[b]:.1f}" for b in bench) + " |")
+        out += ["", "A benchmark is weak when its expert's dev score exceeds the backbone's by more than the "
+                "threshold (gap above)."]
+    if not ev:
+        return out
+    n = ev["tasks_per_benchmark"]
+    out += ["", f"## Results ({ev['split']}, {n} tasks per benchmark)", "",
+            "Scores in percent; RHM is the harmonic mean of scores normalised by BEST-of-N (the best expert per "
+            "benchmark, an oracle selector). In parentheses: relative change against BEST-of-N.", "",
+            ev["table_md"], "", "Invalid-action rate (invalid actions / steps) and task-limit rate (episodes cut "
+            "at the step limit):", "", ev["rates_md"], "", "Sampling: " + "; ".join(
+                f"{b} T={s['temperature']}, top-p={s['top_p']}, max {s['max_new_tokens']} new tokens"
+                for b, s in ev["sampling"].items()),
+            "", "![results](results.png)"]
+    return out
 
 
 def plots(out: Path, r: dict) -> None:
@@ -145,6 +171,21 @@ def plots(out: Path, r: dict) -> None:
     fig.tight_layout()
     _savefig(fig, out / "transplant.png")
     plt.close(fig)
+
+    ev = r.get("evaluation")
+    if ev:
+        rows, bench = ev["table"], ev["benchmarks"]
+        fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(bench), 3.4))
+        width = 0.8 / len(rows)
+        for i, row in enumerate(rows):
+            ax.bar(np.arange(len(bench)) + i * width, [100 * row[b] for b in bench], width, label=row["label"])
+        ax.set_xticks(np.arange(len(bench)) + width * (len(rows) - 1) / 2, bench)
+        ax.set_ylabel(f"score on {ev['split']} (%)")
+        ax.set_title("Rollout scores per benchmark")
+        ax.legend(fontsize=6, ncols=2)
+        fig.tight_layout()
+        _savefig(fig, out / "results.png")
+        plt.close(fig)
 
 
 def write(out: Path, r: dict) -> None:

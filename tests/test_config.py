@@ -47,9 +47,9 @@ def test_unknown_field_and_role(tmp_path):
         parse_config(cfg)
 
 
-def test_weak_needs_one_source(tmp_path):
-    with pytest.raises(ConfigError, match="exactly one of"):
-        parse_config(tiny_config(tmp_path, weak={}))
+def test_weak_takes_at_most_one_source(tmp_path):
+    with pytest.raises(ConfigError, match="weak: give at most one of"):
+        parse_config(tiny_config(tmp_path, weak={"benchmarks": ["tau_bench"], "dev_results": "x.json"}))
 
 
 def test_yaml_error_names_line(tmp_path):
@@ -57,3 +57,45 @@ def test_yaml_error_names_line(tmp_path):
     p.write_text("name: x\nbase: [unclosed\n")
     with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
         load_config(p)
+
+
+def with_suites(tmp_path, **over):
+    cfg = tiny_config(tmp_path, **over)
+    for b, suite in zip(("tau_bench", "officebench", "agentbench_os"), ("retail", "office", "shell")):
+        cfg["benchmarks"][b]["suite"] = suite
+    return cfg
+
+
+def test_dev_rollouts_need_an_evaluation_and_suites(tmp_path):
+    with pytest.raises(ConfigError, match="weak: give `benchmarks` or `dev_results`, or an `evaluation`"):
+        parse_config(tiny_config(tmp_path, weak={"threshold": 0.1}))
+    cfg = tiny_config(tmp_path, weak={"threshold": 0.1}, evaluation={})
+    cfg["benchmarks"]["tau_bench"]["suite"] = "retail"
+    with pytest.raises(ConfigError, match="benchmarks.officebench.suite: dev rollouts decide"):
+        parse_config(cfg)
+    assert parse_config(with_suites(tmp_path, weak={"threshold": 0.1}, evaluation={})).weak.from_rollouts
+
+
+def test_evaluation_fields_are_checked(tmp_path):
+    cfg = with_suites(tmp_path, evaluation={})
+    cfg["benchmarks"]["officebench"]["suite"] = "excel"
+    with pytest.raises(ConfigError, match="benchmarks.officebench.suite: unknown suite 'excel'"):
+        parse_config(cfg)
+    cfg = with_suites(tmp_path, evaluation={"sampling": {"webshop": {"temperature": 0.1}}})
+    with pytest.raises(ConfigError, match="evaluation.sampling.webshop: not a benchmark"):
+        parse_config(cfg)
+    cfg = with_suites(tmp_path, evaluation={"models": ["arm", "oracle"]})
+    with pytest.raises(ConfigError, match="evaluation.models.1"):
+        parse_config(cfg)
+    cfg = with_suites(tmp_path, evaluation={})
+    cfg["benchmarks"]["officebench"]["suite"] = "retail"
+    with pytest.raises(ConfigError, match="suite 'retail' is given to two benchmarks"):
+        parse_config(cfg)
+
+
+def test_sampling_defaults_are_the_papers(tmp_path):
+    cfg = parse_config(with_suites(tmp_path, evaluation={"sampling": {"officebench": {"max_new_tokens": 64}}}))
+    assert cfg.sampling_of("tau_bench").model_dump() == {"temperature": 0.2, "top_p": 1.0, "max_new_tokens": 1024}
+    assert cfg.sampling_of("officebench").model_dump() == {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": 64}
+    assert cfg.sampling_of("agentbench_os").temperature == 0.7
+    assert cfg.evaluated == ["tau_bench", "officebench", "agentbench_os"]

@@ -166,3 +166,15 @@ def test_dev_results_missing_a_score(tiny_pool, tmp_path):
     (tmp_path / "dev.json").write_text(json.dumps({"tau": {"tau_bench": 1.0}}))
     with pytest.raises(ConfigError, match=r'expected a number at \["office"\]\["officebench"\]'):
         prepare(tiny_config(tiny_pool, weak={"dev_results": str(tmp_path / "dev.json")}))
+
+
+def test_evaluation_needs_a_rollout_backend_and_loadable_suites(tiny_pool, tmp_path):
+    cfg = tiny_config(tiny_pool, evaluation={})
+    for b, suite in zip(("tau_bench", "officebench", "agentbench_os"), ("retail", "office", "shell")):
+        cfg["benchmarks"][b]["suite"] = suite
+    with pytest.raises(ConfigError, match="evaluation: this runner has no rollout backend"):
+        run_local(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    cfg["benchmarks"]["officebench"]["suite"] = "no_such_pkg.suites:Excel"
+    with pytest.raises(ConfigError, match=r"benchmarks.officebench.suite: cannot load 'no_such_pkg.suites:Excel'"):
+        prepare(cfg)

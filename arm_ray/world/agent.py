@@ -1,15 +1,18 @@
 """The agent loop, shared by every way of generating text.
 
 A policy maps a batch of open episodes (task, conversation so far, tools) to one
-assistant text each. The loop advances all open episodes one step at a time, so
-a batching engine (vLLM) sees every live episode at once, and a one-at-a-time
-generator (transformers) or the oracle plug in the same way. An environment
-that raises ends its own episode as `error`; the others go on.
+assistant text each, or None where the conversation no longer fits its context
+(the episode then ends as `context`). The loop advances all open episodes one
+step at a time, possibly of several suites at once, so a batching engine (vLLM)
+sees every live episode together, and a one-at-a-time generator (transformers)
+or the oracle plug in the same way. An environment that raises ends its own
+episode as `error`; the others go on.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -24,7 +27,7 @@ class Turn:
 
 
 class Policy(Protocol):
-    def __call__(self, turns: list[Turn]) -> list[str]: ...
+    def __call__(self, turns: list[Turn]) -> list[str | None]: ...
 
 
 @dataclass
@@ -56,10 +59,19 @@ class Episode:
 
 def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "",
                  progress: Callable[[int], None] | None = None) -> list[Episode]:
-    episodes = [Episode(suite.name, split, t.task_id, t.kind) for t in tasks]
-    envs: list[Env | None] = [None] * len(tasks)
+    return run_mixed([(suite, t, split) for t in tasks], policy, progress)
+
+
+def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy,
+              progress: Callable[[int], None] | None = None, env_workers: int = 8) -> list[Episode]:
+    """Episodes of (suite, task, split) jobs, all advanced together; results in job order.
+
+    `env_workers`: threads stepping environments at once (each episode's own environment).
+    """
+    episodes = [Episode(suite.name, split, t.task_id, t.kind) for suite, t, split in jobs]
+    envs: list[Env | None] = [None] * len(jobs)
     live = []
-    for i, task in enumerate(tasks):
+    for i, (suite, task, _) in enumerate(jobs):
         try:
             envs[i] = suite.make_env(task)
             start = envs[i].reset()
@@ -69,23 +81,28 @@ def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "
         episodes[i].messages = list(start.messages)
         episodes[i].tools = start.tools
         live.append(i)
+    pool = ThreadPoolExecutor(max_workers=env_workers) if env_workers > 1 else None
     while live:
-        texts = policy([Turn(tasks[i], episodes[i].messages, episodes[i].tools) for i in live])
+        texts = policy([Turn(jobs[i][1], episodes[i].messages, episodes[i].tools) for i in live])
+        # environments step concurrently: shell and SQL steps wait on sandboxes and databases, not the GIL
+        stepped = list((pool.map if pool else map)(_step, [envs[i] for i in live], texts))
         still = []
-        for i, text in zip(live, texts):
+        for i, text, (r, error) in zip(live, texts, stepped):
             ep, env = episodes[i], envs[i]
+            if text is None:  # the conversation outgrew the model's context
+                ep.finish_reason = "context"
+                _score(ep, env)
+                continue
             ep.messages.append({"role": "assistant", "content": text})
             ep.steps += 1
-            try:
-                r = env.step(text)
-            except Exception as e:  # noqa: BLE001
-                _end(ep, env, e)
+            if error is not None:
+                _end(ep, env, error)
                 continue
             ep.messages.extend(r.messages)
             ep.invalid_actions += int(r.invalid)
             if r.done:
                 ep.finish_reason = r.finish_reason or "done"
-            elif ep.steps >= suite.max_steps:
+            elif ep.steps >= jobs[i][0].max_steps:
                 ep.finish_reason = "limit"
             else:
                 still.append(i)
@@ -94,7 +111,18 @@ def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "
         if progress:
             progress(len(live) - len(still))
         live = still
+    if pool:
+        pool.shutdown()
     return episodes
+
+
+def _step(env: Env, text: str | None):
+    if text is None:
+        return None, None
+    try:
+        return env.step(text), None
+    except Exception as e:  # noqa: BLE001 - recorded on the episode by the loop
+        return None, e
 
 
 def _score(ep: Episode, env: Env) -> None:

@@ -28,7 +28,8 @@ _FINAL = re.compile(r"Final Answer:\s*(\[.*\])", re.S)
 
 
 def _open(data: dict) -> sqlite3.Connection:
-    con = sqlite3.connect(":memory:")
+    # the agent loop may step this episode from a worker thread; only one thread uses it at a time
+    con = sqlite3.connect(":memory:", check_same_thread=False)
     con.execute("CREATE TABLE staff (name TEXT, dept TEXT, salary INTEGER)")
     con.executemany("INSERT INTO staff VALUES (?, ?, ?)", data["rows"])
     return con

@@ -10,16 +10,6 @@ from tests.conftest import tiny_config
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory):
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")),
-             log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_saliency_does_not_depend_on_actor_count(ray_local, tiny_pool):
     from actors.tracer import RayBackend
 

