@@ -54,6 +54,10 @@ class ChatRenderer:
         gen = self._user_gen
         self._header = gen[len(user_only):] if gen.startswith(user_only) else ""  # "": only the prefix fallback
 
+    def prompt(self, messages: list[dict], tools: list[dict] | None) -> str:
+        """The text a model continues: the conversation plus the assistant header (as apply_chat_template)."""
+        return self._render(messages, tools, True)
+
     def _render(self, messages, tools, generation_prompt: bool) -> str:
         return self._template.render(messages=messages, tools=tools, documents=None,
                                      add_generation_prompt=generation_prompt, **self._special)
