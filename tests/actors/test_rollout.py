@@ -50,7 +50,7 @@ def test_engine_runs_every_suite_and_matches_transformers(ray_local, toy_pool):
 
 
 def test_sampled_rollouts_do_not_depend_on_actor_count(ray_local, toy_pool):
-    # 16 retail prompts of ~600 tokens overflow one scheduling step: seeded sampling must survive split prefills
+    # many ~600-token prompts at once, sampled with per-request seeds
     runs = [SuiteRun("retail", "retail", "dev", 16), SuiteRun("shell", "shell", "dev", 3)]
     models = {"expert_retail": str(toy_pool / "expert_retail")}
     outs = {}
