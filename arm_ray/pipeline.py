@@ -20,7 +20,7 @@ import numpy as np
 from arm_ray import checkpoints, pool, report, selection, transplant
 from arm_ray.evaluation import diagnosis, metrics
 from arm_ray.evaluation import results as eval_results
-from arm_ray.evaluation.rollout import SuiteRun
+from arm_ray.evaluation.rollout import SuiteRun, count_tasks
 from arm_ray.architectures import mlp_names
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError, DataError
@@ -66,10 +66,10 @@ def prepare(cfg: RunConfig) -> Context:
     recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed) for op in cfg.operators]
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
+    from arm_ray.world import get_suite
+
     for b in cfg.evaluated:
         try:
-            from arm_ray.world import get_suite
-
             get_suite(cfg.benchmarks[b].suite)
         except (KeyError, ImportError, AttributeError) as e:
             raise ConfigError(f"benchmarks.{b}.suite: cannot load {cfg.benchmarks[b].suite!r} ({e})") from None
@@ -147,12 +147,13 @@ def donors(cfg: RunConfig) -> dict[str, str]:
     return {b: cfg.benchmarks[b].expert for b in cfg.in_domain}
 
 
-def diagnose(cfg: RunConfig, selected: str, dev_scores: dict | None) -> list[dict]:
-    """Weak benchmarks from the config's list or a dev-results file (dev rollouts: see `run`)."""
+def diagnose(cfg: RunConfig, backbone: str, dev_scores: dict | None, source: str = "dev_results") -> list[dict]:
+    """Weak benchmarks: the config's list, or the dev gaps of `dev_scores` (a results file, or dev rollouts
+    where the backbone's scores are keyed `backbone`)."""
     if cfg.weak.benchmarks is not None:
         return [{"benchmark": b, "gap": None, "source": "config"} for b in cfg.weak.benchmarks]
-    return diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, donors(cfg), selected), cfg.weak.threshold,
-                                     cfg.weak.top_m, "dev_results")
+    return diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, donors(cfg), backbone), cfg.weak.threshold,
+                                     cfg.weak.top_m, source)
 
 
 def suite_runs(cfg: RunConfig, benchmarks: list[str], split: str) -> list[SuiteRun]:
@@ -236,7 +237,8 @@ def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object],
         raise ConfigError("evaluation: this runner has no rollout backend; remove `evaluation` or run through "
                           "python -m arm_ray.main")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "report.md", "saliency.parquet", "eval.parquet", "results.png"):  # never leave an old report beside a new model
+    # never leave an old report beside a new model
+    for stale in ("report.json", "report.md", "saliency.parquet", "eval.parquet", "results.png"):
         if (out / stale).exists():
             os.remove(out / stale)
 
@@ -274,14 +276,14 @@ def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object],
 
     rollouts = _Lazy(rollout_factory, cfg)
     eval_rows: list[dict] = []
+    dev_scores = None
     with sw.stage("diagnose"):
         if cfg.weak.from_rollouts:
             models = {e: str(ctx.experts[e].path) for e in cfg.expert_names()} | {"backbone": str(base_dir)}
             eval_rows += _rollouts(rollouts.get(), models, suite_runs(cfg, bench, "dev"), sampling(cfg),
                                    progress, "dev rollouts")
             dev_scores = metrics.scores(metrics.summarize(eval_rows, "dev"))
-            weak = diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, donors(cfg), "backbone"),
-                                             cfg.weak.threshold, cfg.weak.top_m, "dev")
+            weak = diagnose(cfg, "backbone", dev_scores, "dev")
         else:
             weak = diagnose(cfg, selected, ctx.dev_scores)
         log("weak benchmarks: " + (", ".join(f"{w['benchmark']} (gap {w['gap']:+.3f})" if w["gap"] is not None
@@ -314,8 +316,8 @@ def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object],
             state["evaluation"] = evaluation_state(cfg, selected, models, eval_rows)
         if eval_rows:
             eval_results.write_eval(out / "eval.parquet", eval_rows)
-            if cfg.weak.from_rollouts:
-                state["dev_scores"] = metrics.scores(metrics.summarize(eval_rows, "dev"))
+            if dev_scores is not None:
+                state["dev_scores"] = dev_scores
         shutil.rmtree(work / "candidates", ignore_errors=True)
         if not cfg.save_backbone:
             shutil.rmtree(work, ignore_errors=True)
@@ -350,8 +352,6 @@ class _Lazy:
 
 
 def _rollouts(backend, models: dict[str, str], runs: list[SuiteRun], sampling_: dict, progress, desc: str):
-    from arm_ray.evaluation.rollout import count_tasks
-
     bar = progress(total=len(models) * count_tasks(runs), desc=desc)
     rows = backend.evaluate(models, runs, sampling_, on_done=lambda done: bar.update(len(done)))
     bar.close()

@@ -82,37 +82,39 @@ def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy,
         episodes[i].tools = start.tools
         live.append(i)
     pool = ThreadPoolExecutor(max_workers=env_workers) if env_workers > 1 else None
-    while live:
-        texts = policy([Turn(jobs[i][1], episodes[i].messages, episodes[i].tools) for i in live])
-        # environments step concurrently: shell and SQL steps wait on sandboxes and databases, not the GIL
-        stepped = list((pool.map if pool else map)(_step, [envs[i] for i in live], texts))
-        still = []
-        for i, text, (r, error) in zip(live, texts, stepped):
-            ep, env = episodes[i], envs[i]
-            if text is None:  # the conversation outgrew the model's context
-                ep.finish_reason = "context"
+    try:
+        while live:
+            texts = policy([Turn(jobs[i][1], episodes[i].messages, episodes[i].tools) for i in live])
+            # environments step concurrently: shell and SQL steps wait on sandboxes and databases, not the GIL
+            stepped = list((pool.map if pool else map)(_step, [envs[i] for i in live], texts))
+            still = []
+            for i, text, (r, error) in zip(live, texts, stepped):
+                ep, env = episodes[i], envs[i]
+                if text is None:  # the conversation outgrew the model's context
+                    ep.finish_reason = "context"
+                    _score(ep, env)
+                    continue
+                ep.messages.append({"role": "assistant", "content": text})
+                ep.steps += 1
+                if error is not None:
+                    _end(ep, env, error)
+                    continue
+                ep.messages.extend(r.messages)
+                ep.invalid_actions += int(r.invalid)
+                if r.done:
+                    ep.finish_reason = r.finish_reason or "done"
+                elif ep.steps >= jobs[i][0].max_steps:
+                    ep.finish_reason = "limit"
+                else:
+                    still.append(i)
+                    continue
                 _score(ep, env)
-                continue
-            ep.messages.append({"role": "assistant", "content": text})
-            ep.steps += 1
-            if error is not None:
-                _end(ep, env, error)
-                continue
-            ep.messages.extend(r.messages)
-            ep.invalid_actions += int(r.invalid)
-            if r.done:
-                ep.finish_reason = r.finish_reason or "done"
-            elif ep.steps >= jobs[i][0].max_steps:
-                ep.finish_reason = "limit"
-            else:
-                still.append(i)
-                continue
-            _score(ep, env)
-        if progress:
-            progress(len(live) - len(still))
-        live = still
-    if pool:
-        pool.shutdown()
+            if progress:
+                progress(len(live) - len(still))
+            live = still
+    finally:
+        if pool:
+            pool.shutdown()
     return episodes
 
 
