@@ -24,7 +24,8 @@ def main() -> None:
     ap.add_argument("--model", default="expert_retail")
     ap.add_argument("--tasks", type=int, default=40, help="test tasks per suite (the toy config evaluates 40)")
     ap.add_argument("--max-new-tokens", type=int, default=160)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads per side")
+    ap.add_argument("--actors", type=int, default=2, help="rollout actors sharing the threads (one engine each)")
     args = ap.parse_args()
 
     import ray
@@ -50,9 +51,11 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=args.threads, include_dashboard=False, _temp_dir=str(Path(tmp) / "ray"), log_to_driver=False)
     engine = Engine(dtype="float32", max_model_len=4096, cpu_kv_cache_gb=1).model_dump()
-    backend = RolloutBackend(engine, Resources(rollout_actors=1, rollout_num_cpus=args.threads), seed=0)
+    per_actor = args.threads / args.actors
+    backend = RolloutBackend(engine, Resources(rollout_actors=args.actors, rollout_num_cpus=per_actor), seed=0)
     t = time.perf_counter()
-    backend.evaluate({"warm-up": path}, [SuiteRun("shell", "shell", "dev", 1)], {"shell": greedy})
+    # one dev task per actor, so every engine has started before the timed run
+    backend.evaluate({"warm-up": path}, [SuiteRun("shell", "shell", "dev", args.actors)], {"shell": greedy})
     start_s = time.perf_counter() - t
     t = time.perf_counter()
     fast = backend.evaluate({args.model: path}, runs, {s: greedy for s in SUITES})

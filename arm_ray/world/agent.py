@@ -1,20 +1,26 @@
 """The agent loop, shared by every way of generating text.
 
-A policy maps a batch of open episodes (task, conversation so far, tools) to one
-assistant text each, or None where the conversation no longer fits its context
-(the episode then ends as `context`). The loop advances all open episodes one
-step at a time, possibly of several suites at once, so a batching engine (vLLM)
-sees every live episode together, and a one-at-a-time generator (transformers)
-or the oracle plug in the same way. An environment that raises ends its own
-episode as `error`; the others go on.
+A policy writes the assistant's next text for open episodes (task, conversation
+so far, tools), or None where the conversation no longer fits its context (the
+episode then ends as `context`). Two kinds plug in:
+
+- a batch policy, `policy(turns) -> texts` (the oracle, transformers): the loop
+  advances all open episodes one step at a time, possibly of several suites;
+- a streaming policy (`StreamingPolicy`, the vLLM engine): the loop submits an
+  episode's turn as soon as its environment has stepped and polls for finished
+  replies, so an episode never waits for the longest reply of a batch.
+
+An episode's text depends only on its own conversation (and, when sampling,
+its own per-request seed), so both kinds give the same episodes whatever the
+timing. An environment that raises ends its own episode as `error`; the others go on.
 """
 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Protocol, runtime_checkable
 
 from arm_ray.world.base import Env, Suite, Task
 
@@ -28,6 +34,35 @@ class Turn:
 
 class Policy(Protocol):
     def __call__(self, turns: list[Turn]) -> list[str | None]: ...
+
+
+@runtime_checkable
+class StreamingPolicy(Protocol):
+    def submit(self, key: int, turn: Turn) -> None:
+        """Start generating `turn`'s reply; `key` comes back with it from `poll`."""
+
+    def poll(self) -> list[tuple[int, str | None]]:
+        """Advance generation a little; the (key, text) pairs that finished meanwhile."""
+
+    def pending(self) -> int:
+        """Submitted turns not yet returned by `poll`."""
+
+
+class _Batched:
+    """A batch policy seen as a streaming one: `poll` answers every submitted turn in one call."""
+
+    def __init__(self, policy: Policy):
+        self.policy, self.queue = policy, []
+
+    def submit(self, key: int, turn: Turn) -> None:
+        self.queue.append((key, turn))
+
+    def poll(self) -> list[tuple[int, str | None]]:
+        queue, self.queue = sorted(self.queue, key=lambda q: q[0]), []
+        return list(zip([k for k, _ in queue], self.policy([t for _, t in queue])))
+
+    def pending(self) -> int:
+        return len(self.queue)
 
 
 @dataclass
@@ -57,20 +92,28 @@ class Episode:
                                          ensure_ascii=False)}
 
 
-def run_episodes(suite: Suite, tasks: list[Task], policy: Policy, split: str = "",
+def run_episodes(suite: Suite, tasks: list[Task], policy: Policy | StreamingPolicy, split: str = "",
                  progress: Callable[[int], None] | None = None) -> list[Episode]:
     return run_mixed([(suite, t, split) for t in tasks], policy, progress)
 
 
-def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy,
+def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy | StreamingPolicy,
               progress: Callable[[int], None] | None = None, env_workers: int = 8) -> list[Episode]:
     """Episodes of (suite, task, split) jobs, all advanced together; results in job order.
 
-    `env_workers`: threads stepping environments at once (each episode's own environment).
+    `env_workers`: threads stepping environments at once (each episode's own
+    environment); shell and SQL steps wait on sandboxes and databases, not the GIL.
     """
     episodes = [Episode(suite.name, split, t.task_id, t.kind) for suite, t, split in jobs]
     envs: list[Env | None] = [None] * len(jobs)
-    live = []
+    stream = policy if isinstance(policy, StreamingPolicy) else _Batched(policy)
+    # a batch policy gets every open episode at once, so its batches do not depend on timing
+    together = isinstance(stream, _Batched)
+
+    def turn(i: int) -> Turn:
+        return Turn(jobs[i][1], episodes[i].messages, episodes[i].tools)
+
+    n_open = 0
     for i, (suite, task, _) in enumerate(jobs):
         try:
             envs[i] = suite.make_env(task)
@@ -80,47 +123,62 @@ def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy,
             continue
         episodes[i].messages = list(start.messages)
         episodes[i].tools = start.tools
-        live.append(i)
-    pool = ThreadPoolExecutor(max_workers=env_workers) if env_workers > 1 else None
+        stream.submit(i, turn(i))
+        n_open += 1
+    stepping: dict[Future, int] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, env_workers))
     try:
-        while live:
-            texts = policy([Turn(jobs[i][1], episodes[i].messages, episodes[i].tools) for i in live])
-            # environments step concurrently: shell and SQL steps wait on sandboxes and databases, not the GIL
-            stepped = list((pool.map if pool else map)(_step, [envs[i] for i in live], texts))
-            still = []
-            for i, text, (r, error) in zip(live, texts, stepped):
-                ep, env = episodes[i], envs[i]
+        while n_open:
+            ended = 0
+            for i, text in stream.poll() if stream.pending() else []:
                 if text is None:  # the conversation outgrew the model's context
-                    ep.finish_reason = "context"
-                    _score(ep, env)
+                    episodes[i].finish_reason = "context"
+                    _score(episodes[i], envs[i])
+                    ended += 1
                     continue
-                ep.messages.append({"role": "assistant", "content": text})
-                ep.steps += 1
-                if error is not None:
-                    _end(ep, env, error)
-                    continue
-                ep.messages.extend(r.messages)
-                ep.invalid_actions += int(r.invalid)
-                if r.done:
-                    ep.finish_reason = r.finish_reason or "done"
-                elif ep.steps >= jobs[i][0].max_steps:
-                    ep.finish_reason = "limit"
+                episodes[i].messages.append({"role": "assistant", "content": text})
+                episodes[i].steps += 1
+                stepping[pool.submit(_step, envs[i], text)] = i
+            if not stepping and not stream.pending() and n_open > ended:
+                raise RuntimeError(f"{type(policy).__name__} dropped {n_open - ended} submitted turns")
+            if stepping:
+                if stream.pending():  # generation goes on: take only the steps already done
+                    done = [f for f in stepping if f.done()]
                 else:
-                    still.append(i)
-                    continue
-                _score(ep, env)
-            if progress:
-                progress(len(live) - len(still))
-            live = still
+                    done = wait(stepping, return_when=ALL_COMPLETED if together else FIRST_COMPLETED).done
+                for f in sorted(done, key=stepping.get):
+                    i = stepping.pop(f)
+                    if _advance(episodes[i], envs[i], f.result(), jobs[i][0].max_steps):
+                        stream.submit(i, turn(i))
+                    else:
+                        ended += 1
+            n_open -= ended
+            if progress and ended:
+                progress(ended)
     finally:
-        if pool:
-            pool.shutdown()
+        pool.shutdown(cancel_futures=True)
     return episodes
 
 
-def _step(env: Env, text: str | None):
-    if text is None:
-        return None, None
+def _advance(ep: Episode, env: Env, stepped, max_steps: int) -> bool:
+    """Record an environment step on the episode; True while the episode goes on."""
+    r, error = stepped
+    if error is not None:
+        _end(ep, env, error)
+        return False
+    ep.messages.extend(r.messages)
+    ep.invalid_actions += int(r.invalid)
+    if r.done:
+        ep.finish_reason = r.finish_reason or "done"
+    elif ep.steps >= max_steps:
+        ep.finish_reason = "limit"
+    else:
+        return True
+    _score(ep, env)
+    return False
+
+
+def _step(env: Env, text: str):
     try:
         return env.step(text), None
     except Exception as e:  # noqa: BLE001 - recorded on the episode by the loop

@@ -1,9 +1,11 @@
 """The agent loop: failures stay in their episode; limits; exported data loads in the roles layer."""
 
+import time
+
 from arm_ray.roles.formats import parse_record
 from arm_ray.roles.spans import TrajectoryEncoder
 from arm_ray.world import SUITES, get_suite
-from arm_ray.world.agent import OraclePolicy, run_episodes, training_record
+from arm_ray.world.agent import OraclePolicy, run_episodes, run_mixed, training_record
 from arm_ray.world.base import StepResult
 from arm_ray.world.retail import RetailEnv, RetailSuite
 
@@ -41,6 +43,52 @@ def test_task_limit():
     call = '<tool_call>\n{"name": "find_user_id", "arguments": {"name": "A", "zip": "1"}}\n</tool_call>'
     eps = run_episodes(suite, suite.tasks("test", 2), lambda turns: [call] * len(turns), "test")
     assert all(e.finish_reason == "limit" and e.steps == suite.max_steps for e in eps)
+
+
+class _SlowOracle:
+    """A streaming policy: the oracle's reply to episode k's turn comes back after k + 1 polls."""
+
+    def __init__(self, jobs):
+        self.suites = {t.task_id: s for s, t, _ in jobs}
+        self.waiting: dict[int, list] = {}
+        self.log: list[tuple[str, int, int]] = []  # (event, key, turn) in order
+
+    def submit(self, key, turn):
+        n = sum(m["role"] == "assistant" for m in turn.messages)
+        self.log.append(("submit", key, n))
+        self.waiting[key] = [key + 1, self.suites[turn.task.task_id].oracle_step(turn.task, turn.messages), n]
+
+    def poll(self):
+        time.sleep(0.05)  # like an engine step: environment steps (a retail one takes well under 1 ms) finish meanwhile
+        out = []
+        for key in sorted(self.waiting):
+            w = self.waiting[key]
+            w[0] -= 1
+            if w[0] == 0:
+                out.append((key, w[1]))
+                self.log.append(("reply", key, w[2]))
+                del self.waiting[key]
+        return out
+
+    def pending(self):
+        return len(self.waiting)
+
+
+def test_streaming_policy_episodes_do_not_wait_for_each_other():
+    jobs = [(get_suite(n), t, "test") for n in SUITES for t in get_suite(n).tasks("test", 2)]
+    batch = run_mixed(jobs, _oracles(jobs))
+    slow = _SlowOracle(jobs)
+    stream = run_mixed(jobs, slow)
+    assert [e.messages for e in stream] == [e.messages for e in batch]
+    assert all(e.reward == 1.0 for e in stream)
+    # the fastest episode's second turn went in before the slowest episode's first reply came back
+    last = len(jobs) - 1
+    assert slow.log.index(("submit", 0, 1)) < slow.log.index(("reply", last, 0))
+
+
+def _oracles(jobs):
+    suites = {t.task_id: s for s, t, _ in jobs}
+    return lambda turns: [suites[t.task.task_id].oracle_step(t.task, t.messages) for t in turns]
 
 
 def test_exported_episodes_load_and_mark_role_spans(tokenizer):
