@@ -59,17 +59,18 @@ def build_tokenizer(out: Path, seed: int = 0, vocab_size: int = 640):
     return train_bpe_tokenizer(out, corpus_lines(seed), vocab_size)
 
 
-# words, single digits, punctuation runs (with at most one leading space), whitespace runs
-ISOLATED_WORDS = r"[A-Za-z]+|[0-9]| ?[^A-Za-z0-9\s]+|\s+"
+# words with at most one trailing space, single digits, punctuation runs (with at most one leading space), whitespace
+ISOLATED_WORDS = r"[A-Za-z]+ ?|[0-9]| ?[^A-Za-z0-9\s]+|\s+"
 
 
 def train_bpe_tokenizer(out: Path, texts, vocab_size: int, split_digits: bool = False, isolate_words: bool = False):
     """A byte-level BPE trained on `texts`, with the chat template and markup tokens; saved to `out`.
 
     `split_digits`: one token per digit (as Qwen's tokenizer does), so a number tokenizes the same in a
-    sentence and inside JSON. `isolate_words`: a word never carries the space or quote before it
-    (`Patel` is one token in `I am Li Patel` and in `{"name": "Li Patel"}`), so a value copied from
-    prose into JSON is the same token sequence; tiny models copy by matching tokens.
+    sentence and inside JSON. `isolate_words`: a word never carries the space or quote before it, only
+    the space after it (`Li `, `Patel` in `I am Li Patel` and in `{"name": "Li Patel"}`), so a value
+    copied from prose into JSON is the same token sequence (tiny models copy by matching tokens), and
+    the token before a value is the word that introduces it (`am `), not a bare space.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

@@ -145,8 +145,9 @@ class VLLMPolicy:
             self.ready.append((key, None))
             return
         s = self.sampling[turn.task.suite]
-        params = SamplingParams(temperature=s["temperature"], top_p=s["top_p"], max_tokens=min(s["max_new_tokens"], room),
-                                seed=self.request_seed(turn), stop_token_ids=self.stop_ids, skip_special_tokens=False,
+        params = SamplingParams(temperature=s["temperature"], top_p=s["top_p"],
+                                max_tokens=min(s["max_new_tokens"], room), seed=self.request_seed(turn),
+                                stop_token_ids=self.stop_ids, skip_special_tokens=False,
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         rid = str(next(_REQUEST_IDS))  # outputs carry the id given here (vLLM adds its own suffix inside)
         self.engine.llm.llm_engine.add_request(rid, {"prompt_token_ids": ids}, params)
@@ -156,7 +157,7 @@ class VLLMPolicy:
         out, self.ready = self.ready, []
         if self.requests:
             for r in self.engine.llm.llm_engine.step():
-                if r.finished:
+                if r.finished and r.request_id in self.requests:  # not another policy's leftover request
                     out.append((self.requests.pop(r.request_id), r.outputs[0].text))
         return out
 

@@ -24,7 +24,7 @@ from arm_ray.demo import is_built, pool_stamp, qwen3_config, train_bpe_tokenizer
 from arm_ray.world import IN_DOMAIN, SUITES, get_suite
 from arm_ray.world.agent import OraclePolicy, run_episodes, training_record
 
-VERSION = 5
+VERSION = 6
 
 
 @dataclass
@@ -61,13 +61,30 @@ PRESETS = {
 }
 
 
-def _values(rng) -> dict[str, str]:
-    """One random record of the world: the kinds of values the suites' actions must repeat."""
+SYLLABLES = ["ka", "lo", "mi", "ra", "ne", "to", "su", "vi", "da", "re", "po", "li", "ma", "zo", "be", "fa", "gu",
+             "hi", "jo", "ke", "nu", "sa", "te", "wo"]
+
+
+def _made_up(rng) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3)))
+
+
+def _values(rng, world_share: float = 1.0) -> dict[str, str]:
+    """One random record: the kinds of values the suites' actions must repeat.
+
+    With `world_share` < 1, names, people and topics are drawn from the world's short
+    lists only that often, else made up from syllables: a value from a list of ten
+    can be guessed from the list, which a small model learns instead of copying
+    (measured: first token of such values copied 4-15 % of the time, of values from long lists 85-95 %).
+    """
     from arm_ray.world.office import PEOPLE, TOPICS
     from arm_ray.world.retail import FIRST, LAST
     from arm_ray.world.shell import WORDS
 
-    first, last = rng.choice(FIRST), rng.choice(LAST)
+    def pick(names):
+        return rng.choice(names) if rng.random() < world_share else _made_up(rng)
+
+    first, last = pick(FIRST), pick(LAST)
     word = rng.choice(WORDS)
     return {
         "name": f"{first.title()} {last.title()}",
@@ -76,39 +93,64 @@ def _values(rng) -> dict[str, str]:
         "user_id": f"{first}_{last}_{rng.randint(1000, 9999)}",
         "total": f"{rng.randint(10, 999)}.{rng.randint(0, 99):02d}",
         "count": str(rng.randint(0, 400)),
-        "file": f"{word}.{rng.choice(['txt', 'csv', 'log'])}",
+        "file": f"{rng.choice([word, pick(TOPICS)])}.{rng.choice(['txt', 'csv', 'log'])}",
         "word": rng.choice(WORDS),
-        "to": f"{rng.choice(PEOPLE)}@corp.com",
-        "title": f"{rng.choice(TOPICS)} meeting",
+        "to": f"{pick(PEOPLE)}@corp.com",
+        "title": f"{pick(TOPICS)} meeting",
         "date": f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
     }
 
 
-def copy_drills(seed: int, n: int) -> list[tuple[str, str]]:
+# how each kind of value is said in prose without naming its key ("I am Sara Chen", "of roadmap.csv")
+PHRASES = {
+    "name": ["I am {}", "this is {}", "{} here", "my name is {}"],
+    "zip": ["zip {}", "zip code {}", "I live in {}"],
+    "order_id": ["order {}", "about {}", "my order {}"],
+    "user_id": ["user {}", "account {}"],
+    "total": ["it cost ${}", "${} in total", "I paid {}"],
+    "count": ["{} items", "I found {}", "there are {}"],
+    "file": ["the file {}", "of {}", "open {}", "save it to {}"],
+    "word": ["the word '{}'", "search for {}"],
+    "to": ["email {}", "send it to {}", "mail {}"],
+    "title": ["an event '{}'", "called '{}'"],
+    "date": ["on {}", "for {}"],
+}
+GREETINGS = ["", "Hi. ", "Hello! ", "Please help. "]
+
+
+def copy_drills(seed: int, n: int, natural_share: float = 0.5, world_share: float = 0.3
+                ) -> list[tuple[str, str]]:
     """(context, restatement) pairs: a few random values stated once, then repeated in another format.
 
     Every suite's actions repeat values read from the conversation (names, ids,
     amounts, file names). A small model does not learn that from a few hundred
     episodes; it learns the formats and invents the values. These drills make
     copying the only way to predict the restatement; the 4-layer toy model trained
-    on them forms copy (induction) heads after about 900-1,200 steps. The values
-    are random, so nothing here leaks a task's answer.
+    on them forms copy (induction) heads after about 900-1,200 steps. In a
+    `natural_share` of them the context says each value the way a user or a task
+    would ("I am Sara Chen", "of roadmap.csv"), without its key, so the model must
+    find a value by how it is introduced, as the suites ask. The values are random
+    (see `_values` for `world_share`), so nothing here leaks a task's answer.
     """
     import random
 
     rng = random.Random(f"drills:{seed}")
     out = []
     for _ in range(n):
-        v = _values(rng)
+        v = _values(rng, world_share)
         keys = rng.sample(sorted(v), rng.randint(2, 4))
         if "name" not in keys and rng.random() < 0.25:  # people are named in most of the world's text
             keys[0] = "name"
-        context = rng.choice([
-            f"I am {v['name']}, " + ", ".join(f"{k} {v[k]}" for k in keys if k != "name") + ".",
-            "Record: " + ", ".join(f"{k} {v[k]}" for k in keys) + ".",
-            " ".join(f"The {k} is {v[k]}." for k in keys),
-            "<tool_response>\n" + json.dumps({k: v[k] for k in keys}) + "\n</tool_response>",
-        ])
+        if rng.random() < natural_share:  # the value's key is nowhere in the context: find it by its phrasing
+            said = rng.sample(keys, len(keys))
+            context = rng.choice(GREETINGS) + ", ".join(rng.choice(PHRASES[k]).format(v[k]) for k in said) + "."
+        else:
+            context = rng.choice([
+                f"I am {v['name']}, " + ", ".join(f"{k} {v[k]}" for k in keys if k != "name") + ".",
+                "Record: " + ", ".join(f"{k} {v[k]}" for k in keys) + ".",
+                " ".join(f"The {k} is {v[k]}." for k in keys),
+                "<tool_response>\n" + json.dumps({k: v[k] for k in keys}) + "\n</tool_response>",
+            ])
         restated = rng.choice([
             json.dumps({k: v[k] for k in keys}),
             " ".join(f"{k}={v[k]}" for k in keys),

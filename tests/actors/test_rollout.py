@@ -65,7 +65,7 @@ def test_sampled_rollouts_do_not_depend_on_actor_count(ray_local, toy_pool):
 
 
 def test_arm_with_dev_diagnosis_and_results_table(ray_local, toy_pool, tmp_path):
-    """configs/toy.yaml on the tests pool through the coordinator: dev rollouts decide `weak`, test rollouts
+    """configs/demo.yaml on the tests pool through the coordinator: dev rollouts decide `weak`, test rollouts
     fill eval.parquet and the results table."""
     from pathlib import Path
 
@@ -75,7 +75,7 @@ def test_arm_with_dev_diagnosis_and_results_table(ray_local, toy_pool, tmp_path)
     from arm_ray.evaluation import metrics
     from arm_ray.evaluation.results import read_eval
 
-    text = (Path(__file__).parents[2] / "configs" / "toy.yaml").read_text()
+    text = (Path(__file__).parents[2] / "configs" / "demo.yaml").read_text()
     cfg = yaml.safe_load(text.replace("runs/_toy_pool", str(toy_pool)))
     cfg.pop("prepare")
     cfg["operators"] = cfg["operators"][:2]

@@ -69,12 +69,12 @@ def test_training_is_deterministic(toy_pool):
 
 
 def test_arm_runs_on_the_toy_pool(toy_pool, tmp_path):
-    """configs/toy.yaml, pointed at the tests pool: the whole recipe runs on trained experts."""
+    """configs/demo.yaml, pointed at the tests pool: the whole recipe runs on trained experts."""
     from arm_ray import pipeline
     from arm_ray.config import parse_config
     from arm_ray.tracing import LocalBackend
 
-    text = (Path(__file__).parents[2] / "configs" / "toy.yaml").read_text()
+    text = (Path(__file__).parents[2] / "configs" / "demo.yaml").read_text()
     cfg = yaml.safe_load(text.replace("runs/_toy_pool", str(toy_pool)))
     cfg.pop("prepare")
     cfg.pop("evaluation")  # rollouts need vLLM actors: tests/actors/test_rollout.py runs this config with them
@@ -104,3 +104,5 @@ def test_toy_tokenizer_keeps_words_whole_across_contexts(toy_pool):
         js = json.dumps({"name": value})
         assert ids(prose, value) == ids(js, value) != []
         assert tok.decode(ids(prose, value)) == value
+    # a space between words rides on the word before it: the token before a value is the word that introduces it
+    assert all(t.strip("Ġ") for t in tok.tokenize("Hello I am Li Patel and my zip is 46065"))
