@@ -232,6 +232,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_parquet(path: Path, table) -> None:
+    """A pyarrow table to `path` via a temp file and a rename."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
 def _shard_plan(sizes: Mapping[str, int], max_shard_bytes: int) -> list[list[str]]:
     shards: list[list[str]] = [[]]
     used = 0

@@ -254,7 +254,7 @@ def run(cfg: RunConfig, out: Path, backend_factory: Callable[[Context], object],
         bar = progress(total=len(jobs), desc="trace models")
         results = {r.model: r for r in backend.trace(jobs, ctx.packed, on_done=lambda r: bar.update(1))}
         bar.close()
-        _write_parquet(out / "saliency.parquet", saliency_table([results[j.model] for j in jobs]))
+        checkpoints.atomic_write_parquet(out / "saliency.parquet", saliency_table([results[j.model] for j in jobs]))
 
     # Step 2: AOS and selection.
     with sw.stage("select"):
@@ -357,10 +357,3 @@ def _rollouts(backend, models: dict[str, str], runs: list[SuiteRun], sampling_: 
     bar.close()
     return rows
 
-
-def _write_parquet(path: Path, table) -> None:
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 COLUMNS = ("model", "benchmark", "suite", "split", "task_id", "reward", "success", "steps", "invalid_actions",
@@ -21,14 +20,12 @@ def schema():
 def write_eval(path: str | Path, rows: list[dict]) -> None:
     """Rows sorted by (model, benchmark, split, task order) so the file does not depend on scheduling."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from arm_ray.checkpoints import atomic_write_parquet
 
     rows = sorted(rows, key=_order)
     table = pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=schema())
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write_parquet(Path(path), table)
 
 
 def read_eval(path: str | Path) -> list[dict]:
