@@ -1,10 +1,10 @@
-"""Rollout speed: the same episodes through a vLLM rollout actor and through one-at-a-time transformers.
+"""Rollout speed: the same episodes through vLLM rollout actors and through one-at-a-time transformers.
 
-    python scripts/bench_rollout.py [--pool runs/_toy_pool] [--model expert_retail] [--tasks 16]
+    python scripts/bench_rollout.py [--pool runs/_toy_pool] [--model expert_retail] [--tasks 40] [--actors 2]
 
 Both sides run greedy decoding with the same limits on the same tasks of every
-suite, on the same number of CPU threads; the vLLM side runs inside a Ray actor
-(engine start-up is timed apart and left out of its rate). Without --pool the
+suite, on the same number of CPU threads; the vLLM side runs in Ray actors that
+share those threads (engine start-up is timed apart and left out of its rate). Without --pool the
 `tests` preset of the toy pool is built in a temp dir. Prints episodes/s of
 both, how many episodes came out identical, and the ratio last.
 """
@@ -74,7 +74,8 @@ def main() -> None:
     same = sum(a["trajectory"] == b["trajectory"] for a, b in zip(sorted(fast, key=lambda r: r["task_id"]),
                                                                    sorted(slow, key=lambda r: r["task_id"])))
     steps = sum(r["steps"] for r in slow)
-    print(f"vLLM actor (engine start-up {start_s:.1f} s, not counted): {vllm_s:7.1f} s  {n / vllm_s:7.2f} episodes/s")
+    print(f"vLLM, {args.actors} actor(s) (start-up {start_s:.1f} s, not counted): {vllm_s:7.1f} s  "
+          f"{n / vllm_s:7.2f} episodes/s")
     print(f"transformers, one at a time:                  {hf_s:7.1f} s  {n / hf_s:7.2f} episodes/s")
     print(f"identical episodes: {same}/{n}; agent steps: {steps}; mean reward vLLM "
           f"{sum(r['reward'] for r in fast) / n:.2f}, transformers {sum(r['reward'] for r in slow) / n:.2f}")

@@ -1,7 +1,7 @@
 """Run a model's episodes on benchmarks' suites, with any policy, into eval rows.
 
 A `SuiteRun` names one benchmark's slice of tasks; all slices given together
-run through one step-synchronous loop, so an engine batches across suites too.
+run through one agent loop, so an engine batches across suites too.
 Sharding a run (`shard` of `shards`) splits its tasks round-robin, so any
 number of actors yields the same rows.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from arm_ray.world import get_suite
-from arm_ray.world.agent import Policy, run_mixed
+from arm_ray.world.agent import Policy, StreamingPolicy, run_mixed
 from arm_ray.world.base import Suite, Task
 
 
@@ -29,7 +29,7 @@ class SuiteRun:
         return suite.tasks(self.split, self.n)[self.shard:: self.shards]
 
 
-def rollout(policy: Policy, model: str, runs: list[SuiteRun],
+def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
             progress: Callable[[int], None] | None = None) -> list[dict]:
     """Eval rows (results.COLUMNS) of `model` on every run, in run and task order."""
     suites = {r.suite: get_suite(r.suite) for r in runs}
