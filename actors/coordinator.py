@@ -9,9 +9,9 @@ from pathlib import Path
 
 import ray
 
-from actors.rollout import RolloutBackend
-from actors.tracer import RayBackend
-from arm_ray import pipeline
+from actors.rollout import RayRollouts
+from actors.tracer import RayTracing
+from arm_ray import logs, pipeline
 from arm_ray.config import parse_config
 
 
@@ -20,20 +20,21 @@ class Coordinator:
     def run(self, config: dict, out: str, overwrite: bool = False) -> dict:
         from ray.experimental.tqdm_ray import tqdm
 
+        logs.setup()
         cfg = parse_config(config)
         backends = []
 
-        def backend(ctx):
+        def tracing(ctx):
             device = "cuda" if cfg.resources.tracer_num_gpus > 0 else "cpu"
-            backends.append(RayBackend(ctx.sources(device), cfg.resources, len(pipeline.trace_jobs(ctx))))
+            backends.append(RayTracing(ctx.sources(device), cfg.resources, len(pipeline.trace_jobs(ctx))))
             return backends[-1]
 
         def rollouts(cfg):
-            backends.append(RolloutBackend(cfg.evaluation.engine.model_dump(), cfg.resources, cfg.seed))
+            backends.append(RayRollouts(cfg.evaluation.engine.model_dump(), cfg.resources, cfg.seed))
             return backends[-1]
 
         try:
-            return pipeline.run(cfg, Path(out), backend, overwrite=overwrite, progress=tqdm, rollout_factory=rollouts)
+            return pipeline.run(cfg, Path(out), tracing, rollouts, overwrite=overwrite, progress=tqdm)
         finally:
             for b in backends:
                 b.shutdown()

@@ -27,7 +27,7 @@ class Benchmark(_Strict):
     expert: str | None = Field(None, description="name of its expert in `experts`; none: out-of-domain")
     parser: str | None = Field(None, description="span parser; default: the benchmark's own name")
     role: str | None = Field(None, description="traced role; default: the parser's role")
-    suite: str | None = Field(None, description="environment for rollouts: a suite of arm_ray.world "
+    suite: str | None = Field(None, description="environment for rollouts: a name in arm_ray.benchmarks.SUITES "
                                                 "or package.module:Class; none: not evaluated")
 
 
@@ -187,12 +187,11 @@ class RunConfig(_Strict):
         return self
 
     def _check_evaluation(self) -> None:
-        from arm_ray.world import SUITES
+        from arm_ray.benchmarks import SUITES
 
         for b, spec in self.benchmarks.items():
-            if spec.suite is not None and spec.suite not in SUITES and ":" not in spec.suite:
-                raise ValueError(f"benchmarks.{b}.suite: unknown suite {spec.suite!r}; known: {', '.join(SUITES)} "
-                                 "(or a 'package.module:Class' string)")
+            if spec.suite is not None and not SUITES.known(spec.suite):
+                raise ValueError(f"benchmarks.{b}.suite: {SUITES.unknown_message(spec.suite)}")
         suites = [s.suite for s in self.benchmarks.values() if s.suite is not None]
         dup = sorted({x for x in suites if suites.count(x) > 1})
         if dup:

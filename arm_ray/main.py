@@ -9,25 +9,19 @@ message, before Ray starts or any weight is loaded.
 from __future__ import annotations
 
 import argparse
-import importlib
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from arm_ray import logs
 from arm_ray.config import RunConfig, load_config
-from arm_ray.errors import ArmError, ConfigError
+from arm_ray.errors import ArmError
+from arm_ray.registry import resolve
 
 DEFAULT_CONFIG = "configs/demo.yaml"
-
-
-def _call(dotted: str, args: dict):
-    module, _, fn = dotted.partition(":")
-    try:
-        target = getattr(importlib.import_module(module), fn)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ConfigError(f"prepare.call: cannot import {dotted!r} ({e})") from None
-    return target(**args)
+log = logging.getLogger(__name__)
 
 
 def _absolute(ref: str) -> str:
@@ -72,16 +66,17 @@ def init_ray(address: str | None):
 
 def run(argv=None) -> dict:
     args = parse_args(argv)
+    logs.setup()
     cfg = load_config(args.config)
     if cfg.prepare:
-        _call(cfg.prepare.call, cfg.prepare.args)
+        resolve(cfg.prepare.call, "prepare.call")(**cfg.prepare.args)
     cfg = resolve_paths(cfg)
     out = Path(args.output).expanduser().resolve()
-    from arm_ray import pipeline
+    from arm_ray.prepare import check_output_dir, prepare
 
-    pipeline.check_output_dir(out, args.overwrite)
+    check_output_dir(out, args.overwrite)
     if not args.no_preflight:
-        pipeline.prepare(cfg)
+        prepare(cfg)
     init_ray(args.address)
     import ray
 
@@ -97,6 +92,7 @@ def run(argv=None) -> dict:
         raise
     finally:
         ray.kill(coordinator)
+    # the result, on stdout (progress and warnings go to stderr through logging)
     print(f"\nARM run written to {out}")
     print(f"  backbone: {report['selected']}; weak: {', '.join(w['benchmark'] for w in report['weak']) or 'none'}; "
           f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
@@ -107,10 +103,11 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
+    logs.setup()
     try:
         run(argv)
     except ArmError as e:
-        print(f"error: {e}", file=sys.stderr)
+        log.error(str(e))
         return 2
     return 0
 

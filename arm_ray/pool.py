@@ -9,13 +9,13 @@ before any weight is read.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
 
 from arm_ray.errors import ConfigError
+from arm_ray.registry import is_dotted, resolve
 
 BASE = "__base__"
 
@@ -28,14 +28,9 @@ class Recipe:
     seed: int = 0  # DARE and other random operators draw from it
 
 
-def _custom(method: str) -> Callable | None:
-    if ":" not in method:
-        return None
-    module, _, fn = method.partition(":")
-    try:
-        return getattr(importlib.import_module(module), fn)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"operator {method!r}: cannot import ({e})") from None
+def _custom(method: str, where: str = "operator") -> Callable | None:
+    """Our own operator named by a dotted string (see examples/custom_operator.py), or None for mergekit's."""
+    return resolve(method, where) if is_dotted(method) else None
 
 
 def _mergekit_method(method: str):
@@ -59,7 +54,7 @@ def uses_base(method: str) -> bool:
 
 def validate(recipe: Recipe, n_experts: int, where: str) -> None:
     """Unknown method or parameter, a required parameter missing, too few inputs: a ConfigError naming `where`."""
-    if _custom(recipe.method):
+    if _custom(recipe.method, f"{where}.method"):
         return
     from mergekit.merge_methods.base import BasePolicy
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,12 @@ from arm_ray import selection, transplant
 from arm_ray.checkpoints import atomic_write_text
 
 
-def build(cfg, ctx, results, aos, selected, weak, final, conflicts, timings, jobs) -> dict:
+def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = None) -> dict:
+    """report.json's content from the pipeline's stage results (`pipeline.Traces`, `Selection`,
+    `TransplantPlan`, `Evaluation`); without the last two arguments, what the model card needs."""
+    cfg = ctx.cfg
     bench = cfg.in_domain
-    return {
+    r = {
         "name": cfg.name,
         "k": cfg.k,
         "benchmarks": bench,
@@ -20,22 +24,28 @@ def build(cfg, ctx, results, aos, selected, weak, final, conflicts, timings, job
         "experts": {b: {"name": cfg.benchmarks[b].expert, "path": str(ctx.experts[cfg.benchmarks[b].expert].path)}
                     for b in bench},
         "base": {"path": str(ctx.base.path)},
-        "candidates": [{"name": r.name, "operator": r.method, "parameters": r.parameters, "aos": aos[r.name],
-                        "mean_aos": selection.mean_aos(aos[r.name])} for r in ctx.recipes],
-        "selected": selected,
-        "weak": weak,
+        "candidates": [{"name": c.name, "operator": c.method, "parameters": c.parameters, "aos": chosen.aos[c.name],
+                        "mean_aos": selection.mean_aos(chosen.aos[c.name])} for c in ctx.recipes],
+        "selected": chosen.selected,
+        "weak": plan.weak,
         "protect": cfg.protect,
         "conflict_policy": cfg.conflict_policy,
-        "transplanted": {b: transplant.mask_to_pairs(m) for b, m in final.items()},
-        "transplanted_per_layer": {b: transplant.per_layer_counts(m) for b, m in final.items()},
-        "conflicts": transplant.mask_to_pairs(conflicts) if conflicts.size else [],
+        "transplanted": {b: transplant.mask_to_pairs(m) for b, m in plan.final.items()},
+        "transplanted_per_layer": {b: transplant.per_layer_counts(m) for b, m in plan.final.items()},
+        "conflicts": transplant.mask_to_pairs(plan.conflicts) if plan.conflicts.size else [],
         "calibration": {b: {"n_trajectories": int(p.n_trajectories[0]), "n_tokens": int(p.n_tokens[0])}
                         for b, p in ctx.packed.items()},
-        "traced": [{"model": j.model, "kind": j.kind, "benchmarks": list(j.benchmarks)} for j in jobs],
+        "traced": [{"model": j.model, "kind": j.kind, "benchmarks": list(j.benchmarks)} for j in traces.jobs],
         "output_model": "model",
         "backbone_model": "backbone" if cfg.save_backbone else None,
-        "timings": dict(timings),
     }
+    if timings is not None:
+        r["timings"] = dict(timings)
+    if evaluation is not None and evaluation.table is not None:
+        r["evaluation"] = evaluation.table
+    if evaluation is not None and evaluation.dev_scores is not None:
+        r["dev_scores"] = evaluation.dev_scores
+    return r
 
 
 def backbone_card(cfg, recipe) -> str:
@@ -189,5 +199,7 @@ def plots(out: Path, r: dict) -> None:
 
 
 def write(out: Path, r: dict) -> None:
+    """The plots, report.md and report.json, each written atomically (report.json last: it marks a finished run)."""
     plots(out, r)
     atomic_write_text(out / "report.md", markdown(r))
+    atomic_write_text(out / "report.json", json.dumps(r, indent=2) + "\n")

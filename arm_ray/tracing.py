@@ -1,15 +1,17 @@
 """Trace one model at a time: load an expert or build a candidate, run the packs, return sums.
 
 `Worker` holds the model sources (with a cache of state dicts, so a pool of
-candidates reads each expert once) and is what a tracer actor wraps.
-`LocalBackend` runs workers in-process: the pipeline without Ray, for tests.
+candidates reads each expert once) and is what a tracer actor wraps. The
+pipeline sees a `TracingBackend`: `LocalTracing` runs a worker in this process
+(the pipeline without Ray, for tests), `actors.tracer.RayTracing` a queue of
+tracer actors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -93,7 +95,19 @@ class Worker:
         checkpoints.write_state_dict(sd, Path(out), base, max_shard_bytes, readme, overwrite=overwrite)
 
 
-class LocalBackend:
+class TracingBackend(Protocol):
+    def trace(self, jobs: Sequence[TraceJob], packed: Mapping[str, Packed],
+              on_done: Callable[[TraceResult], None] | None = None) -> list[TraceResult]:
+        """Every job's sums, in any order; `on_done` gets each as it finishes."""
+
+    def write_candidate(self, recipe: pool.Recipe, out: str, max_shard_bytes: int, readme: str | None,
+                        overwrite: bool = False) -> None:
+        """Build the candidate `recipe` and write it as a checkpoint to `out`."""
+
+    def shutdown(self) -> None: ...
+
+
+class LocalTracing:
     """Runs every job in this process, one after another."""
 
     def __init__(self, sources: Sources, torch_threads: int | None = None):
@@ -110,3 +124,6 @@ class LocalBackend:
 
     def write_candidate(self, recipe, out, max_shard_bytes, readme, overwrite=False):
         self.worker.write_candidate(recipe, out, max_shard_bytes, readme, overwrite)
+
+    def shutdown(self) -> None:
+        pass

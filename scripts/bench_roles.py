@@ -12,10 +12,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from arm_ray.demo import build_tokenizer
-from arm_ray.demo_data import make_trajectories
 from arm_ray.roles.formats import parse_record
 from arm_ray.roles.spans import TrajectoryEncoder
+from arm_ray.toy.perturbed import build_tokenizer
+from arm_ray.toy.synthetic import make_trajectories
 
 
 def long_records(n: int, target_tokens: int, tok) -> list:

@@ -1,6 +1,6 @@
-"""Build the trained toy expert pool (tokenizer, base, one expert per in-domain suite, data, scores.json).
+"""Build the trained toy pool of configs/demo.yaml (tokenizer, base, one expert per in-domain suite, data, scores).
 
-    python scripts/make_toy_pool.py --out runs/_toy_pool [--preset demo|tests] [--seed 0]
+    python scripts/make_toy_pool.py --out runs/_trained_pool [--preset demo|tests] [--seed 0]
 Cached by its inputs: a second run with the same arguments returns at once.
 Prints the score table and whether the pool passes the gate (issue 4).
 """
@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from arm_ray.world.toy_pool import PRESETS, build_toy_pool, check_gate, score_table
+from arm_ray import logs
+from arm_ray.toy.trained import PRESETS, build_trained_pool, check_gate, score_table
 
 
 def main() -> int:
@@ -21,7 +22,8 @@ def main() -> int:
     ap.add_argument("--preset", default="demo", choices=sorted(PRESETS))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    out = build_toy_pool(args.out, args.preset, seed=args.seed)
+    logs.setup()
+    out = build_trained_pool(args.out, args.preset, seed=args.seed)
     scores = json.loads((Path(out) / "scores.json").read_text())
     print(score_table(scores))
     problems = check_gate(scores)

@@ -7,32 +7,31 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                  num_key_value_heads=1, head_dim=32)
+from arm_ray.toy.chat import TINY_SHAPE  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tiny_pool(tmp_path_factory) -> Path:
-    """A tiny Qwen3 pool (base, three experts, tokenizer, calibration), built once per session."""
-    from arm_ray.demo import build_demo_pool
+def perturbed_pool(tmp_path_factory) -> Path:
+    """The quick pool in a tiny shape: random base, three perturbed experts, tokenizer, calibration; once a session."""
+    from arm_ray.toy.perturbed import build_perturbed_pool
 
-    return build_demo_pool(str(tmp_path_factory.mktemp("pool") / "pool"), seed=0, n_calibration=6,
-                           shape=TINY_SHAPE)
+    return build_perturbed_pool(str(tmp_path_factory.mktemp("pool") / "pool"), seed=0, n_calibration=6,
+                                shape=TINY_SHAPE)
 
 
 @pytest.fixture(scope="session")
-def tokenizer(tiny_pool):
+def tokenizer(perturbed_pool):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tiny_pool / "tokenizer")
+    return AutoTokenizer.from_pretrained(perturbed_pool / "tokenizer")
 
 
 @pytest.fixture(scope="session")
-def toy_pool(tmp_path_factory) -> Path:
-    """The trained toy pool, `tests` preset: the real build (oracle data, tokenizer, training, scoring), fast."""
-    from arm_ray.world.toy_pool import build_toy_pool
+def trained_pool(tmp_path_factory) -> Path:
+    """The trained pool, `tests` preset: the real build (oracle data, tokenizer, training, scoring), fast."""
+    from arm_ray.toy.trained import build_trained_pool
 
-    return build_toy_pool(tmp_path_factory.mktemp("toy") / "pool", "tests", log=lambda s: None)
+    return build_trained_pool(tmp_path_factory.mktemp("toy") / "pool", "tests")
 
 
 def tiny_config(pool: Path, **over) -> dict:
@@ -63,3 +62,47 @@ def tiny_config(pool: Path, **over) -> dict:
 def copy_checkpoint(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def small_demo_config(pool: Path, sampling: dict) -> dict:
+    """configs/demo.yaml on a trained pool, cut small: two operators, 2 dev and 2 test tasks, every benchmark weak."""
+    import yaml
+
+    text = (Path(__file__).parents[1] / "configs" / "demo.yaml").read_text()
+    cfg = yaml.safe_load(text.replace("runs/_trained_pool", str(pool)))
+    cfg.pop("prepare")
+    cfg["operators"] = cfg["operators"][:2]
+    cfg["weak"] = {"threshold": -1.0}  # every in-domain benchmark is weak: gaps are recorded for all
+    cfg["evaluation"].update(dev_tasks=2, test_tasks=2, sampling={b: sampling for b in cfg["benchmarks"]})
+    return cfg
+
+
+def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
+    """What a run of `small_demo_config` must show: dev gaps from the dev rows, every test row, the table."""
+    from arm_ray.evaluation import metrics
+    from arm_ray.rollout.results import read_eval
+
+    rows = read_eval(out / "eval.parquet")
+    dev = metrics.scores(metrics.summarize(rows, "dev"))
+    assert set(dev) == {"retail_expert", "office_expert", "shell_expert", "backbone"}
+    experts = {"tau_bench": "retail_expert", "officebench": "office_expert", "agentbench_os": "shell_expert"}
+    assert [w["benchmark"] for w in report["weak"]] == list(experts)
+    for w in report["weak"]:
+        assert w["source"] == "dev"
+        assert w["gap"] == dev[experts[w["benchmark"]]][w["benchmark"]] - dev["backbone"][w["benchmark"]]
+    assert report["dev_scores"] == dev
+    test = [r for r in rows if r["split"] == "test"]
+    models = {"base", "retail_expert", "office_expert", "shell_expert", "task_arithmetic", "average", "backbone",
+              "arm"} - {report["selected"]}
+    assert {r["model"] for r in test} == models
+    assert len(test) == len(models) * 4 * 2  # 4 benchmarks (dbbench out-of-domain), 2 tasks each
+    table = {row["label"]: row for row in report["evaluation"]["table"]}
+    assert list(table)[0] == "base" and list(table)[4] == "BEST-of-3 (oracle)" and list(table)[-1] == "ARM"
+    scores = metrics.scores(metrics.summarize(rows, "test"))
+    assert table["ARM"]["dbbench"] == scores["arm"]["dbbench"]
+    assert table["BEST-of-3 (oracle)"]["tau_bench"] == max(scores[e]["tau_bench"] for e in experts.values())
+    md = (out / "report.md").read_text()
+    assert "## Dev rollouts (diagnosis)" in md and "## Results (test, 2 tasks per benchmark)" in md
+    assert "| ARM |" in md
+    assert (out / "results.png").stat().st_size > 0 and not (out / ".work" / "candidates").exists()
+    return rows

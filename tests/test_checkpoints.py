@@ -10,14 +10,14 @@ from arm_ray.errors import CheckpointError
 from tests.conftest import copy_checkpoint
 
 
-def test_open_reads_headers(tiny_pool):
-    c = checkpoints.open_checkpoint(str(tiny_pool / "base"), "base")
+def test_open_reads_headers(perturbed_pool):
+    c = checkpoints.open_checkpoint(str(perturbed_pool / "base"), "base")
     info = c.tensors["model.layers.0.mlp.down_proj.weight"]
     assert info.shape == (64, 128) and info.dtype == "F32"
 
 
-def test_truncated_and_garbage_safetensors(tiny_pool, tmp_path):
-    ck = copy_checkpoint(tiny_pool / "base", tmp_path / "m")
+def test_truncated_and_garbage_safetensors(perturbed_pool, tmp_path):
+    ck = copy_checkpoint(perturbed_pool / "base", tmp_path / "m")
     f = ck / "model.safetensors"
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match=r"model.safetensors: corrupt or truncated"):
@@ -35,9 +35,9 @@ def test_missing_dir_and_hub_id_without_network(tmp_path):
         checkpoints.open_checkpoint(str(tmp_path / "nope"))
 
 
-def test_compatibility_names_models_and_field(tiny_pool, tmp_path):
-    base = checkpoints.open_checkpoint(str(tiny_pool / "base"), "base")
-    other = copy_checkpoint(tiny_pool / "expert_tau_bench", tmp_path / "e")
+def test_compatibility_names_models_and_field(perturbed_pool, tmp_path):
+    base = checkpoints.open_checkpoint(str(perturbed_pool / "base"), "base")
+    other = copy_checkpoint(perturbed_pool / "expert_tau_bench", tmp_path / "e")
     cfg = json.loads((other / "config.json").read_text())
     cfg["num_hidden_layers"] = 3
     (other / "config.json").write_text(json.dumps(cfg))
@@ -45,17 +45,17 @@ def test_compatibility_names_models_and_field(tiny_pool, tmp_path):
         checkpoints.check_compatible([base, checkpoints.open_checkpoint(str(other), "odd")])
 
 
-def test_compatibility_shapes_and_tokenizer(tiny_pool, tmp_path):
+def test_compatibility_shapes_and_tokenizer(perturbed_pool, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    base = checkpoints.open_checkpoint(str(tiny_pool / "base"), "base")
-    other = copy_checkpoint(tiny_pool / "expert_tau_bench", tmp_path / "e")
+    base = checkpoints.open_checkpoint(str(perturbed_pool / "base"), "base")
+    other = copy_checkpoint(perturbed_pool / "expert_tau_bench", tmp_path / "e")
     sd = load_file(other / "model.safetensors")
     sd["model.norm.weight"] = torch.ones(65)
     save_file(sd, other / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"shape of model.norm.weight: \[64\] vs \[65\]"):
         checkpoints.check_compatible([base, checkpoints.open_checkpoint(str(other), "odd")])
-    other2 = copy_checkpoint(tiny_pool / "expert_tau_bench", tmp_path / "e2")
+    other2 = copy_checkpoint(perturbed_pool / "expert_tau_bench", tmp_path / "e2")
     tj = json.loads((other2 / "tokenizer.json").read_text())
     tj["model"]["vocab"]["zzz_new"] = 10_000
     (other2 / "tokenizer.json").write_text(json.dumps(tj))
@@ -63,11 +63,11 @@ def test_compatibility_shapes_and_tokenizer(tiny_pool, tmp_path):
         checkpoints.check_compatible([base, checkpoints.open_checkpoint(str(other2), "odd")])
 
 
-def test_read_slice_reads_rows_and_columns(tiny_pool):
+def test_read_slice_reads_rows_and_columns(perturbed_pool):
     from safetensors.torch import load_file
 
-    c = checkpoints.open_checkpoint(str(tiny_pool / "base"))
-    full = load_file(tiny_pool / "base" / "model.safetensors")
+    c = checkpoints.open_checkpoint(str(perturbed_pool / "base"))
+    full = load_file(perturbed_pool / "base" / "model.safetensors")
     import numpy as np
 
     idx = np.array([0, 1, 2, 7, 9, 100])
@@ -86,8 +86,8 @@ def test_atomic_dir_leaves_nothing_on_crash(tmp_path):
     assert not final.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_sharded_write_round_trip(tiny_pool, tmp_path):
-    src = checkpoints.open_checkpoint(str(tiny_pool / "base"))
+def test_sharded_write_round_trip(perturbed_pool, tmp_path):
+    src = checkpoints.open_checkpoint(str(perturbed_pool / "base"))
     sd = src.load_state_dict()
     checkpoints.write_state_dict(sd, tmp_path / "out", src, max_shard_bytes=200_000, readme="# hi\n")
     out = checkpoints.open_checkpoint(str(tmp_path / "out"))

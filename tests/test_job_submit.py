@@ -21,13 +21,13 @@ def _ray(*args, env, timeout=180):
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_ray_job_submit_runs_the_pipeline(tiny_pool, tmp_path):
+def test_ray_job_submit_runs_the_pipeline(perturbed_pool, tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
     temp = Path("/tmp") / f"arm_ray_head_{os.getpid()}"  # short: Ray's socket paths must stay under 107 chars
     port, dash = 26379 + os.getpid() % 1000, 28265 + os.getpid() % 1000
     cfg_path = tmp_path / "job.yaml"
-    cfg_path.write_text(yaml.safe_dump(tiny_config(tiny_pool)))
+    cfg_path.write_text(yaml.safe_dump(tiny_config(perturbed_pool)))
     out = tmp_path / "run"
     started = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",

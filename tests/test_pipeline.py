@@ -9,19 +9,21 @@ from arm_ray import pipeline
 from arm_ray.checkpoints import open_checkpoint
 from arm_ray.config import parse_config
 from arm_ray.errors import CheckpointError, ConfigError, DataError
-from arm_ray.tracing import LocalBackend
-from tests.conftest import copy_checkpoint, tiny_config
+from arm_ray.tracing import LocalTracing
+from tests.conftest import check_diagnosis_and_results, copy_checkpoint, small_demo_config, tiny_config
 
 
-def run_local(cfg_dict, out, **kw):
+def run_local(cfg_dict, out, rollouts=None, **kw):
+    """The recipe in this process: tracing in-process, rollouts (when given) by a `LocalRollouts`."""
     cfg = parse_config(cfg_dict)
-    return pipeline.run(cfg, out, lambda ctx: LocalBackend(ctx.sources("cpu")), log=lambda s: None, **kw)
+    return pipeline.run(cfg, out, lambda ctx: LocalTracing(ctx.sources("cpu")),
+                        (lambda cfg: rollouts) if rollouts is not None else None, **kw)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_pool, tmp_path_factory):
+def tiny_run(perturbed_pool, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    return out, run_local(tiny_config(tiny_pool), out)
+    return out, run_local(tiny_config(perturbed_pool), out)
 
 
 def test_run_directory_contract(tiny_run):
@@ -47,12 +49,12 @@ def test_run_directory_contract(tiny_run):
     assert "neurons transplanted" in (out / "model" / "README.md").read_text()
 
 
-def test_output_differs_from_backbone_only_in_transplanted_neurons(tiny_run, tiny_pool):
+def test_output_differs_from_backbone_only_in_transplanted_neurons(tiny_run, perturbed_pool):
     out, report = tiny_run
     model = open_checkpoint(str(out / "model")).load_state_dict()
     backbone = open_checkpoint(str(out / "backbone")).load_state_dict()
-    donors = {"officebench": open_checkpoint(str(tiny_pool / "expert_officebench")).load_state_dict(),
-              "agentbench_os": open_checkpoint(str(tiny_pool / "expert_agentbench_os")).load_state_dict()}
+    donors = {"officebench": open_checkpoint(str(perturbed_pool / "expert_officebench")).load_state_dict(),
+              "agentbench_os": open_checkpoint(str(perturbed_pool / "expert_agentbench_os")).load_state_dict()}
     moved = {b: v for b, v in report["transplanted"].items() if v}
     assert moved, "the tiny run should move some neurons"
     expected = {k: v.clone() for k, v in backbone.items()}
@@ -69,91 +71,93 @@ def test_output_differs_from_backbone_only_in_transplanted_neurons(tiny_run, tin
     assert changed > 0
 
 
-def test_two_runs_are_byte_identical(tiny_run, tiny_pool, tmp_path):
+def test_two_runs_are_byte_identical(tiny_run, perturbed_pool, tmp_path):
     out, _ = tiny_run
-    run_local(tiny_config(tiny_pool), tmp_path / "again")
+    run_local(tiny_config(perturbed_pool), tmp_path / "again")
     for f in sorted((out / "model").iterdir()):
         assert f.read_bytes() == (tmp_path / "again" / "model" / f.name).read_bytes(), f.name
 
 
-def test_refuses_a_directory_holding_a_run(tiny_run, tiny_pool):
+def test_refuses_a_directory_holding_a_run(tiny_run, perturbed_pool):
     out, _ = tiny_run
     with pytest.raises(ConfigError, match="already holds a run.*--overwrite"):
-        run_local(tiny_config(tiny_pool), out)
+        run_local(tiny_config(perturbed_pool), out)
 
 
-def test_self_merge_sanity_check(tiny_pool, tmp_path):
+def test_self_merge_sanity_check(perturbed_pool, tmp_path):
     """The paper's check: one expert merged with itself has AOS 1.0 and transplants nothing."""
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"os": {"agentbench_os": 0.7}, "self": {"agentbench_os": 0.7}}))
-    cfg = tiny_config(tiny_pool, experts={"os": {"path": str(tiny_pool / "expert_agentbench_os")}},
+    cfg = tiny_config(perturbed_pool, experts={"os": {"path": str(perturbed_pool / "expert_agentbench_os")}},
                       benchmarks={"agentbench_os": {"expert": "os"}},
                       operators=[{"name": "self", "method": "linear", "parameters": {"weight": 1.0}}],
                       weak={"dev_results": str(dev)})
-    cfg["calibration"]["files"] = [{"path": str(tiny_pool / "calibration" / "agentbench_os.jsonl")}]
+    cfg["calibration"]["files"] = [{"path": str(perturbed_pool / "calibration" / "agentbench_os.jsonl")}]
     report = run_local(cfg, tmp_path / "run")
     assert report["candidates"][0]["aos"] == {"agentbench_os": 1.0}
     assert report["weak"] == [] and report["transplanted"] == {}
     a = open_checkpoint(str(tmp_path / "run" / "model")).load_state_dict()
-    b = open_checkpoint(str(tiny_pool / "expert_agentbench_os")).load_state_dict()
+    b = open_checkpoint(str(perturbed_pool / "expert_agentbench_os")).load_state_dict()
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
-def test_dev_results_pick_weak_by_gap(tiny_pool, tmp_path):
-    from arm_ray.pipeline import diagnose
+def test_dev_results_pick_weak_by_gap(perturbed_pool, tmp_path):
+    from arm_ray.pipeline import weak_benchmarks
 
     dev = {"tau": {"tau_bench": 0.9}, "office": {"officebench": 0.8}, "os": {"agentbench_os": 0.5},
            "ties": {"tau_bench": 0.4, "officebench": 0.75, "agentbench_os": 0.6}}
-    cfg = parse_config(tiny_config(tiny_pool, weak={"dev_results": "x", "threshold": 0.01}))
-    assert diagnose(cfg, "ties", dev) == [{"benchmark": "tau_bench", "gap": pytest.approx(0.5), "source": "dev_results"},
-                                          {"benchmark": "officebench", "gap": pytest.approx(0.05),
-                                           "source": "dev_results"}]
-    cfg = parse_config(tiny_config(tiny_pool, weak={"dev_results": "x", "top_m": 1}))
-    assert [w["benchmark"] for w in diagnose(cfg, "ties", dev)] == ["tau_bench"]
+    cfg = parse_config(tiny_config(perturbed_pool, weak={"dev_results": "x", "threshold": 0.01}))
+    assert weak_benchmarks(cfg, "ties", dev) == [
+        {"benchmark": "tau_bench", "gap": pytest.approx(0.5), "source": "dev_results"},
+        {"benchmark": "officebench", "gap": pytest.approx(0.05), "source": "dev_results"}]
+    cfg = parse_config(tiny_config(perturbed_pool, weak={"dev_results": "x", "top_m": 1}))
+    assert [w["benchmark"] for w in weak_benchmarks(cfg, "ties", dev)] == ["tau_bench"]
 
 
 # -- bad input: a clear error naming the culprit, from `prepare` (no weights loaded) --
 
 def prepare(cfg_dict):
-    return pipeline.prepare(parse_config(cfg_dict))
+    from arm_ray.prepare import prepare
+
+    return prepare(parse_config(cfg_dict))
 
 
-def test_unknown_operator_and_parameter(tiny_pool):
+def test_unknown_operator_and_parameter(perturbed_pool):
     with pytest.raises(ConfigError, match="unknown operator 'tiez'"):
-        prepare(tiny_config(tiny_pool, operators=[{"name": "x", "method": "tiez"}]))
+        prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "tiez"}]))
     with pytest.raises(ConfigError, match=r"operators\[0\] \(x\).parameters.densty: unknown parameter for ties"):
-        prepare(tiny_config(tiny_pool, operators=[{"name": "x", "method": "ties",
+        prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "ties",
                                                    "parameters": {"weight": 1.0, "densty": 0.5}}]))
     with pytest.raises(ConfigError, match="parameters.weight: required by linear"):
-        prepare(tiny_config(tiny_pool, operators=[{"name": "x", "method": "linear"}]))
+        prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "linear"}]))
 
 
-def test_benchmark_without_calibration(tiny_pool):
-    cfg = tiny_config(tiny_pool)
+def test_benchmark_without_calibration(perturbed_pool):
+    cfg = tiny_config(perturbed_pool)
     cfg["calibration"]["files"] = cfg["calibration"]["files"][:2]
     with pytest.raises(DataError, match="benchmark agentbench_os: no calibration trajectory"):
         prepare(cfg)
 
 
-def test_benchmark_without_role_token(tiny_pool, tmp_path):
+def test_benchmark_without_role_token(perturbed_pool, tmp_path):
     # shell trajectories labelled as tau_bench hold no <tool_call>
-    lines = (tiny_pool / "calibration" / "agentbench_os.jsonl").read_text().splitlines()
+    lines = (perturbed_pool / "calibration" / "agentbench_os.jsonl").read_text().splitlines()
     relabelled = [json.dumps({**json.loads(x), "benchmark": "tau_bench"}) for x in lines]
     (tmp_path / "t.jsonl").write_text("\n".join(relabelled) + "\n")
-    cfg = tiny_config(tiny_pool)
+    cfg = tiny_config(perturbed_pool)
     cfg["calibration"]["files"][0] = {"path": str(tmp_path / "t.jsonl")}
     with pytest.raises(DataError, match="benchmark tau_bench: no calibration trajectory has a 'tool_call' token"):
         prepare(cfg)
 
 
-def test_missing_weights_and_mismatched_experts(tiny_pool, tmp_path):
-    broken = copy_checkpoint(tiny_pool / "expert_tau_bench", tmp_path / "broken")
+def test_missing_weights_and_mismatched_experts(perturbed_pool, tmp_path):
+    broken = copy_checkpoint(perturbed_pool / "expert_tau_bench", tmp_path / "broken")
     (broken / "model.safetensors").unlink()
-    cfg = tiny_config(tiny_pool)
+    cfg = tiny_config(perturbed_pool)
     cfg["experts"]["tau"]["path"] = str(broken)
     with pytest.raises(CheckpointError, match="tau: .* holds no .safetensors"):
         prepare(cfg)
-    odd = copy_checkpoint(tiny_pool / "expert_tau_bench", tmp_path / "odd")
+    odd = copy_checkpoint(perturbed_pool / "expert_tau_bench", tmp_path / "odd")
     c = json.loads((odd / "config.json").read_text())
     c["intermediate_size"] = 256
     (odd / "config.json").write_text(json.dumps(c))
@@ -162,19 +166,30 @@ def test_missing_weights_and_mismatched_experts(tiny_pool, tmp_path):
         prepare(cfg)
 
 
-def test_dev_results_missing_a_score(tiny_pool, tmp_path):
+def test_dev_results_missing_a_score(perturbed_pool, tmp_path):
     (tmp_path / "dev.json").write_text(json.dumps({"tau": {"tau_bench": 1.0}}))
     with pytest.raises(ConfigError, match=r'expected a number at \["office"\]\["officebench"\]'):
-        prepare(tiny_config(tiny_pool, weak={"dev_results": str(tmp_path / "dev.json")}))
+        prepare(tiny_config(perturbed_pool, weak={"dev_results": str(tmp_path / "dev.json")}))
 
 
-def test_evaluation_needs_a_rollout_backend_and_loadable_suites(tiny_pool, tmp_path):
-    cfg = tiny_config(tiny_pool, evaluation={})
+def test_evaluation_needs_a_rollout_backend_and_loadable_suites(perturbed_pool, tmp_path):
+    cfg = tiny_config(perturbed_pool, evaluation={})
     for b, suite in zip(("tau_bench", "officebench", "agentbench_os"), ("retail", "office", "shell")):
         cfg["benchmarks"][b]["suite"] = suite
     with pytest.raises(ConfigError, match="evaluation: this runner has no rollout backend"):
         run_local(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     cfg["benchmarks"]["officebench"]["suite"] = "no_such_pkg.suites:Excel"
-    with pytest.raises(ConfigError, match=r"benchmarks.officebench.suite: cannot load 'no_such_pkg.suites:Excel'"):
+    with pytest.raises(ConfigError, match=r"benchmarks.officebench.suite: cannot import 'no_such_pkg.suites:Excel' "
+                                          r"\(ModuleNotFoundError"):
         prepare(cfg)
+
+
+def test_dev_diagnosis_and_results_table_with_in_process_rollouts(trained_pool, tmp_path):
+    """configs/demo.yaml on the tests pool with greedy transformers rollouts in this process (no Ray, no vLLM):
+    dev rollouts decide `weak`, test rollouts fill eval.parquet and the results table."""
+    from arm_ray.rollout.backend import LocalRollouts
+
+    cfg = small_demo_config(trained_pool, {"max_new_tokens": 24})
+    report = run_local(cfg, tmp_path / "run", rollouts=LocalRollouts("transformers", threads=1))
+    check_diagnosis_and_results(tmp_path / "run", report)

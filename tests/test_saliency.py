@@ -63,15 +63,15 @@ def test_packing_does_not_change_the_result():
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-def test_packed_qwen3_equals_one_sequence_at_a_time(tiny_pool, tokenizer):
+def test_packed_qwen3_equals_one_sequence_at_a_time(perturbed_pool, tokenizer):
     from transformers import AutoModelForCausalLM
 
     from arm_ray.architectures import mlp_names
     from arm_ray.roles.formats import load_trajectories
     from arm_ray.roles.spans import TrajectoryEncoder
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_pool / "base").eval()
-    trajs = load_trajectories(tiny_pool / "calibration" / "agentbench_os.jsonl").trajectories
+    model = AutoModelForCausalLM.from_pretrained(perturbed_pool / "base").eval()
+    trajs = load_trajectories(perturbed_pool / "calibration" / "agentbench_os.jsonl").trajectories
     encoded = TrajectoryEncoder(tokenizer).encode(trajs, ["action"])
     cfg = model.config
     args = (model, mlp_names("qwen3"), cfg.num_hidden_layers, cfg.intermediate_size, 1)
@@ -93,3 +93,44 @@ def test_parquet_round_trip(tmp_path):
     np.testing.assert_array_equal(back[("g", "b", "response")], sums[:, 1, :] / 4)
     with pytest.raises(ValueError):
         TraceResult("g", "candidate", [("b", "r")], sums[:, :1], [0], [0]).saliency("b", "r")
+
+
+def test_hook_equals_the_mlp_computed_from_its_own_weights(perturbed_pool, tokenizer):
+    """Eq. 2 on Qwen3, independently: z = silu(x W_gate^T) * (x W_up^T) from each layer's input x and weights,
+    one trajectory at a time without packing, then the per-trajectory and per-set means by hand."""
+    from transformers import AutoModelForCausalLM
+
+    from arm_ray.architectures import mlp_names
+    from arm_ray.roles.formats import load_trajectories
+    from arm_ray.roles.spans import TrajectoryEncoder
+
+    model = AutoModelForCausalLM.from_pretrained(perturbed_pool / "expert_tau_bench").eval()
+    trajs = load_trajectories(perturbed_pool / "calibration" / "tau_bench.jsonl").trajectories
+    encoded = TrajectoryEncoder(tokenizer).encode(trajs, ["tool_call"])
+    cfg = model.config
+    layers = model.model.layers
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [layers[i].mlp.register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0][0]))
+             for i in range(cfg.num_hidden_layers)]
+    per_trajectory = []
+    with torch.no_grad():
+        for e in encoded:
+            model(input_ids=torch.from_numpy(e.input_ids)[None])
+            pos = torch.from_numpy(e.positions["tool_call"])
+            rows = []
+            for i in range(cfg.num_hidden_layers):
+                x, mlp = inputs[i].double(), layers[i].mlp
+                z = torch.nn.functional.silu(x @ mlp.gate_proj.weight.double().T) * (x @ mlp.up_proj.weight.double().T)
+                rows.append(z[pos].abs().mean(0))
+            per_trajectory.append(torch.stack(rows))
+    for h in hooks:
+        h.remove()
+    expected = torch.stack(per_trajectory).mean(0).numpy()
+
+    packed = pack_trajectories(encoded, [("tau_bench", "tool_call")], 4096)
+    sums = SaliencyTracer(model, mlp_names("qwen3"), cfg.num_hidden_layers, cfg.intermediate_size, 1).run(
+        packed.packs)
+    got = TraceResult("m", "expert", packed.groups, sums, packed.n_trajectories, packed.n_tokens).saliency(
+        "tau_bench", "tool_call")
+    assert packed.n_trajectories == [len(encoded)] and expected.shape == got.shape
+    np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-6)

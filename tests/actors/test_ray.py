@@ -5,19 +5,20 @@ import pytest
 
 from arm_ray import pipeline
 from arm_ray.config import Resources, parse_config
+from arm_ray.prepare import prepare
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.ray
 
 
-def test_saliency_does_not_depend_on_actor_count(ray_local, tiny_pool):
-    from actors.tracer import RayBackend
+def test_saliency_does_not_depend_on_actor_count(ray_local, perturbed_pool):
+    from actors.tracer import RayTracing
 
-    ctx = pipeline.prepare(parse_config(tiny_config(tiny_pool)))
+    ctx = prepare(parse_config(tiny_config(perturbed_pool)))
     jobs = pipeline.trace_jobs(ctx)
     runs = {}
     for n in (1, 3):
-        backend = RayBackend(ctx.sources("cpu"), Resources(tracers=n, tracer_num_cpus=0.25, torch_threads=1),
+        backend = RayTracing(ctx.sources("cpu"), Resources(tracers=n, tracer_num_cpus=0.25, torch_threads=1),
                              len(jobs))
         assert len(backend.actors) == n
         runs[n] = {r.model: r for r in backend.trace(jobs, ctx.packed)}
@@ -28,10 +29,10 @@ def test_saliency_does_not_depend_on_actor_count(ray_local, tiny_pool):
         np.testing.assert_allclose(runs[3][model].sums, r.sums, rtol=1e-6, atol=0)
 
 
-def test_coordinator_actor_runs_the_recipe(ray_local, tiny_pool, tmp_path):
+def test_coordinator_actor_runs_the_recipe(ray_local, perturbed_pool, tmp_path):
     from actors.coordinator import Coordinator
 
-    cfg = tiny_config(tiny_pool)
+    cfg = tiny_config(perturbed_pool)
     cfg["resources"]["tracers"] = 2
     report = ray_local.get(Coordinator.options(num_cpus=0.1).remote().run.remote(cfg, str(tmp_path / "run")))
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

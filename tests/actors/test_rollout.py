@@ -5,8 +5,9 @@ import json
 import pytest
 
 from arm_ray.config import Engine, Resources
-from arm_ray.evaluation.rollout import SuiteRun
-from arm_ray.world import SUITES
+from arm_ray.rollout.run import SuiteRun
+from arm_ray.world import OFFLINE_SUITES
+from tests.conftest import check_diagnosis_and_results, small_demo_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -16,43 +17,43 @@ ENGINE = Engine(dtype="float32", max_model_len=2048, cpu_kv_cache_gb=1).model_du
 
 
 def backend(n):
-    from actors.rollout import RolloutBackend
+    from actors.rollout import RayRollouts
 
-    return RolloutBackend(ENGINE, Resources(rollout_actors=n, rollout_num_cpus=0.5), seed=0)
+    return RayRollouts(ENGINE, Resources(rollout_actors=n, rollout_num_cpus=0.5), seed=0)
 
 
-def test_engine_runs_every_suite_and_matches_transformers(ray_local, toy_pool):
+def test_engine_runs_every_suite_and_matches_transformers(ray_local, trained_pool):
     """Episodes of every suite through one engine; weights swapped in place give transformers' greedy text."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from arm_ray.world.generate import TransformersPolicy
+    from arm_ray.rollout.policies import TransformersPolicy
 
-    runs = [SuiteRun(s, s, "test", 2) for s in SUITES]
-    models = {m: str(toy_pool / m) for m in ("base", "expert_retail", "expert_shell")}
+    runs = [SuiteRun(s, s, "test", 2) for s in OFFLINE_SUITES]
+    models = {m: str(trained_pool / m) for m in ("base", "expert_retail", "expert_shell")}
     b = backend(1)
     try:
-        rows = b.evaluate(models, runs, {s: GREEDY for s in SUITES})
+        rows = b.evaluate(models, runs, {s: GREEDY for s in OFFLINE_SUITES})
     finally:
         b.shutdown()
-    assert len(rows) == len(models) * len(SUITES) * 2
-    assert {(r["model"], r["suite"]) for r in rows} == {(m, s) for m in models for s in SUITES}
+    assert len(rows) == len(models) * len(OFFLINE_SUITES) * 2
+    assert {(r["model"], r["suite"]) for r in rows} == {(m, s) for m in models for s in OFFLINE_SUITES}
     assert all(r["finish_reason"] != "error" and r["steps"] >= 1 for r in rows)
-    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(trained_pool / "tokenizer")
     for m in ("expert_retail", "base"):  # base after an expert: the swap goes both ways
-        policy = TransformersPolicy(AutoModelForCausalLM.from_pretrained(toy_pool / m), tok, max_new_tokens=24)
+        policy = TransformersPolicy(AutoModelForCausalLM.from_pretrained(trained_pool / m), tok, max_new_tokens=24)
         for r in (r for r in rows if r["model"] == m and r["suite"] in ("retail", "shell")):
             messages = json.loads(r["trajectory"])["messages"]
             first = next(i for i, x in enumerate(messages) if x["role"] == "assistant")
-            from arm_ray.world.agent import Turn
+            from arm_ray.rollout.agent import Turn
 
             turn = Turn(None, messages[:first], json.loads(r["trajectory"])["tools"])
             assert policy([turn])[0] == messages[first]["content"], (m, r["task_id"])
 
 
-def test_sampled_rollouts_do_not_depend_on_actor_count(ray_local, toy_pool):
+def test_sampled_rollouts_do_not_depend_on_actor_count(ray_local, trained_pool):
     # many ~600-token prompts at once, sampled with per-request seeds
     runs = [SuiteRun("retail", "retail", "dev", 16), SuiteRun("shell", "shell", "dev", 3)]
-    models = {"expert_retail": str(toy_pool / "expert_retail")}
+    models = {"expert_retail": str(trained_pool / "expert_retail")}
     outs = {}
     for n in (1, 2):
         b = backend(n)
@@ -64,43 +65,13 @@ def test_sampled_rollouts_do_not_depend_on_actor_count(ray_local, toy_pool):
     assert len(outs[1]) == 19 and outs[1] == outs[2]
 
 
-def test_arm_with_dev_diagnosis_and_results_table(ray_local, toy_pool, tmp_path):
-    """configs/demo.yaml on the tests pool through the coordinator: dev rollouts decide `weak`, test rollouts
-    fill eval.parquet and the results table."""
-    from pathlib import Path
-
-    import yaml
-
+def test_arm_with_dev_diagnosis_and_results_table(ray_local, trained_pool, tmp_path):
+    """configs/demo.yaml on the tests pool through the coordinator: dev rollouts on vLLM actors decide `weak`,
+    test rollouts fill eval.parquet and the results table."""
     from actors.coordinator import Coordinator
-    from arm_ray.evaluation import metrics
-    from arm_ray.evaluation.results import read_eval
 
-    text = (Path(__file__).parents[2] / "configs" / "demo.yaml").read_text()
-    cfg = yaml.safe_load(text.replace("runs/_toy_pool", str(toy_pool)))
-    cfg.pop("prepare")
-    cfg["operators"] = cfg["operators"][:2]
-    cfg["weak"] = {"threshold": -1.0}  # every in-domain benchmark is weak: gaps are recorded for all
-    cfg["evaluation"].update(dev_tasks=2, test_tasks=2, sampling={b: GREEDY for b in cfg["benchmarks"]})
+    cfg = small_demo_config(trained_pool, GREEDY)
     cfg["resources"].update(tracers=1, tracer_num_cpus=0.25, rollout_actors=1, rollout_num_cpus=0.5)
     out = tmp_path / "run"
     report = ray_local.get(Coordinator.options(num_cpus=0.1).remote().run.remote(cfg, str(out)))
-
-    rows = read_eval(out / "eval.parquet")
-    dev = metrics.scores(metrics.summarize(rows, "dev"))
-    assert set(dev) == {"retail_expert", "office_expert", "shell_expert", "backbone"}
-    experts = {"tau_bench": "retail_expert", "officebench": "office_expert", "agentbench_os": "shell_expert"}
-    assert [w["benchmark"] for w in report["weak"]] == list(experts)
-    for w in report["weak"]:
-        assert w["source"] == "dev"
-        assert w["gap"] == dev[experts[w["benchmark"]]][w["benchmark"]] - dev["backbone"][w["benchmark"]]
-
-    test = [r for r in rows if r["split"] == "test"]
-    models = {"base", "retail_expert", "office_expert", "shell_expert", "task_arithmetic", "average", "backbone",
-              "arm"} - {report["selected"]}
-    assert {r["model"] for r in test} == models
-    assert len(test) == len(models) * 4 * 2  # 4 benchmarks (dbbench out-of-domain), 2 tasks each
-    labels = [row["label"] for row in report["evaluation"]["table"]]
-    assert labels[0] == "base" and labels[4] == "BEST-of-3 (oracle)" and labels[-1] == "ARM"
-    md = (out / "report.md").read_text()
-    assert "## Results (test, 2 tasks per benchmark)" in md and "| ARM |" in md
-    assert (out / "results.png").stat().st_size > 0 and not (out / ".work" / "candidates").exists()
+    check_diagnosis_and_results(out, report)

@@ -3,9 +3,9 @@
 import jinja2
 import pytest
 
-from arm_ray.demo_data import make_trajectories
 from arm_ray.roles.formats import parse_record
 from arm_ray.roles.template import compile_chat_template
+from arm_ray.toy.synthetic import make_trajectories
 from tests.roles.test_spans import tau_record
 
 

@@ -4,12 +4,14 @@ import json
 
 import pytest
 
-from arm_ray.world import SUITES, get_suite
-from arm_ray.world.agent import OraclePolicy, run_episodes
+from arm_ray.benchmarks import get_suite
+from arm_ray.rollout.agent import run_episodes
+from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.world import OFFLINE_SUITES
 from arm_ray.world.base import SPLITS
 
 
-@pytest.mark.parametrize("name", list(SUITES))
+@pytest.mark.parametrize("name", list(OFFLINE_SUITES))
 def test_oracle_solves_every_split(name):
     suite = get_suite(name)
     for split in SPLITS:
@@ -18,7 +20,7 @@ def test_oracle_solves_every_split(name):
         assert all(e.invalid_actions == 0 and e.error is None for e in eps)
 
 
-@pytest.mark.parametrize("name", list(SUITES))
+@pytest.mark.parametrize("name", list(OFFLINE_SUITES))
 def test_splits_are_disjoint_and_stable(name):
     suite = get_suite(name)
     seen = {}

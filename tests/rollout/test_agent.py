@@ -2,10 +2,12 @@
 
 import time
 
+from arm_ray.benchmarks import get_suite
 from arm_ray.roles.formats import parse_record
 from arm_ray.roles.spans import TrajectoryEncoder
-from arm_ray.world import SUITES, get_suite
-from arm_ray.world.agent import OraclePolicy, run_episodes, run_mixed, training_record
+from arm_ray.rollout.agent import run_episodes, run_mixed, training_record
+from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.world import OFFLINE_SUITES
 from arm_ray.world.base import StepResult
 from arm_ray.world.retail import RetailEnv, RetailSuite
 
@@ -75,7 +77,7 @@ class _SlowOracle:
 
 
 def test_streaming_policy_episodes_do_not_wait_for_each_other():
-    jobs = [(get_suite(n), t, "test") for n in SUITES for t in get_suite(n).tasks("test", 2)]
+    jobs = [(get_suite(n), t, "test") for n in OFFLINE_SUITES for t in get_suite(n).tasks("test", 2)]
     batch = run_mixed(jobs, _oracles(jobs))
     slow = _SlowOracle(jobs)
     stream = run_mixed(jobs, slow)
@@ -93,7 +95,7 @@ def _oracles(jobs):
 
 def test_exported_episodes_load_and_mark_role_spans(tokenizer):
     enc = TrajectoryEncoder(tokenizer)
-    for name in SUITES:
+    for name in OFFLINE_SUITES:
         suite = get_suite(name)
         eps = run_episodes(suite, suite.tasks("calibration", 3), OraclePolicy(suite), "calibration")
         trajs = [parse_record(training_record(e, suite.parser), f"{name}:{i}") for i, e in enumerate(eps)]

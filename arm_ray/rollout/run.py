@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from arm_ray.world import get_suite
-from arm_ray.world.agent import Policy, StreamingPolicy, run_mixed
+from arm_ray.benchmarks import get_suite
+from arm_ray.rollout.agent import Policy, StreamingPolicy, run_mixed
 from arm_ray.world.base import Suite, Task
 
 
 @dataclass(frozen=True)
 class SuiteRun:
     benchmark: str
-    suite: str  # name in arm_ray.world.SUITES or package.module:Class
+    suite: str  # a name in arm_ray.benchmarks.SUITES or package.module:Class
     split: str
     n: int
     shard: int = 0

@@ -1,4 +1,4 @@
-"""Tiny causal-LM training for the toy pool: next-token loss on a chosen set of tokens.
+"""Tiny causal-LM training for the toy pools: next-token loss on a chosen set of tokens.
 
 A training example is an episode rendered with the chat template; `loss_on`
 picks which tokens count: the assistant's (SFT: the spans the model must

@@ -4,9 +4,9 @@ A policy writes the assistant's next text for open episodes (task, conversation
 so far, tools), or None where the conversation no longer fits its context (the
 episode then ends as `context`). Two kinds plug in:
 
-- a batch policy, `policy(turns) -> texts` (the oracle, transformers): the loop
+- a batch policy, `policy(turns) -> texts` (`policies.py`: the oracle, transformers): the loop
   advances all open episodes one step at a time, possibly of several suites;
-- a streaming policy (`StreamingPolicy`, the vLLM engine): the loop submits an
+- a streaming policy (`StreamingPolicy`, `vllm_engine.py`): the loop submits an
   episode's turn as soon as its environment has stepped and polls for finished
   replies, so an episode never waits for the longest reply of a batch.
 
@@ -206,16 +206,6 @@ def _end(ep: Episode, env: Env | None, error: Exception | None) -> None:
             env.close()
         except Exception:  # noqa: BLE001 - cleanup must not end the run
             pass
-
-
-class OraclePolicy:
-    """The suite's own solver, as a policy: it reads the conversation like a model would."""
-
-    def __init__(self, suite: Suite):
-        self.suite = suite
-
-    def __call__(self, turns: list[Turn]) -> list[str]:
-        return [self.suite.oracle_step(t.task, t.messages) for t in turns]
 
 
 def training_record(ep: Episode, parser: str) -> dict:

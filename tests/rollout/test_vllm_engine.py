@@ -2,7 +2,7 @@
 
 import json
 
-from arm_ray.evaluation.engine import _arch
+from arm_ray.rollout.vllm_engine import _arch
 
 
 def write(d, **cfg):

@@ -4,19 +4,21 @@ import json
 
 import pytest
 
-from arm_ray.evaluation import results
-from arm_ray.evaluation.rollout import SuiteRun, rollout, sampling_by_suite
-from arm_ray.world import SUITES, get_suite
-from arm_ray.world.agent import OraclePolicy, Turn
+from arm_ray.benchmarks import get_suite
+from arm_ray.rollout import results
+from arm_ray.rollout.agent import Turn
+from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.rollout.run import SuiteRun, rollout, sampling_by_suite
+from arm_ray.world import OFFLINE_SUITES
 
-RUNS = [SuiteRun(f"bench_{s}", s, "test", 5) for s in SUITES]
+RUNS = [SuiteRun(f"bench_{s}", s, "test", 5) for s in OFFLINE_SUITES]
 
 
 class MixedOracle:
     """The oracle of whichever suite a turn belongs to (one policy for a mixed batch)."""
 
     def __init__(self):
-        self.oracles = {s: OraclePolicy(get_suite(s)) for s in SUITES}
+        self.oracles = {s: OraclePolicy(get_suite(s)) for s in OFFLINE_SUITES}
         self.batches = []
 
     def __call__(self, turns: list[Turn]):
@@ -27,9 +29,9 @@ class MixedOracle:
 def test_oracle_actions_score_100_percent_on_every_suite():
     policy = MixedOracle()
     rows = rollout(policy, "oracle", RUNS)
-    assert len(rows) == 5 * len(SUITES)
+    assert len(rows) == 5 * len(OFFLINE_SUITES)
     assert all(r["reward"] == 1.0 and r["success"] and r["finish_reason"] != "error" for r in rows)
-    assert {r["benchmark"] for r in rows} == {f"bench_{s}" for s in SUITES}
+    assert {r["benchmark"] for r in rows} == {f"bench_{s}" for s in OFFLINE_SUITES}
     assert policy.batches[0] == len(rows)  # every suite's episodes share the first batch
 
 

@@ -1,4 +1,4 @@
-"""Synthetic agent trajectories in the formats ARM_SPEC names, for the demo and the tests.
+"""Synthetic agent trajectories in the formats ARM_SPEC names: the quick pool's calibration data, and the tests'.
 
 Three in-domain benchmarks: `tau_bench` (OpenAI messages, structured
 `tool_calls`, tool schemas), `officebench` (ShareGPT, SIMIA
@@ -106,7 +106,7 @@ def make_trajectories(benchmark: str, n: int, seed: int) -> list[dict]:
 
 
 def corpus_lines(seed: int = 0, n: int = 60) -> list[str]:
-    """Text the demo tokenizer is trained on: the world's words and markup."""
+    """Text the quick pool's tokenizer is trained on: these trajectories' words and markup."""
     lines = []
     for bench in GENERATORS:
         for rec in make_trajectories(bench, n, seed + 1000):

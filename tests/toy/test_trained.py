@@ -1,46 +1,48 @@
-"""The toy pool: its layout and scores, the gate check, deterministic training, and ARM running on it."""
+"""The trained pool: its layout and scores, the gate check, deterministic training, and ARM running on it."""
 
 import json
+import math
 from pathlib import Path
 
 import torch
 import yaml
 
-from arm_ray.world import IN_DOMAIN, SUITES
-from arm_ray.world.toy_pool import build_toy_pool, check_gate
+from arm_ray.toy.trained import build_trained_pool, check_gate
+from arm_ray.world import IN_DOMAIN, OFFLINE_SUITES
 
 
-def test_layout_and_scores(toy_pool):
+def test_layout_and_scores(trained_pool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     names = ["base"] + [f"expert_{s}" for s in IN_DOMAIN]
     for name in names:
-        model = AutoModelForCausalLM.from_pretrained(toy_pool / name)
+        model = AutoModelForCausalLM.from_pretrained(trained_pool / name)
         assert model.config.head_dim >= 32  # the smallest head vLLM's CPU attention takes
-    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(trained_pool / "tokenizer")
     assert "<tool_call>" in tok.apply_chat_template([{"role": "user", "content": "x"}], tools=[
         {"type": "function", "function": {"name": "f", "parameters": {}}}], tokenize=False)
-    for suite in SUITES:
+    for suite in OFFLINE_SUITES:
         for split in ("train", "calibration", "dev"):
-            lines = (toy_pool / "data" / suite / f"{split}.jsonl").read_text().splitlines()
+            lines = (trained_pool / "data" / suite / f"{split}.jsonl").read_text().splitlines()
             assert lines and all(json.loads(x)["benchmark"] for x in lines)
-    scores = json.loads((toy_pool / "scores.json").read_text())
+    scores = json.loads((trained_pool / "scores.json").read_text())
     assert sorted(scores) == sorted(names)
-    assert all(sorted(row) == sorted(SUITES) and all(0.0 <= v <= 1.0 for v in row.values()) for row in scores.values())
+    assert all(sorted(row) == sorted(OFFLINE_SUITES) and all(0.0 <= v <= 1.0 for v in row.values())
+               for row in scores.values())
 
 
-def test_second_build_is_cached(toy_pool):
-    stamp = (toy_pool / "STAMP").read_text()
-    before = (toy_pool / "base" / "model.safetensors").stat().st_mtime_ns
-    assert build_toy_pool(toy_pool, "tests", log=lambda s: None) == toy_pool
-    assert (toy_pool / "STAMP").read_text() == stamp
-    assert (toy_pool / "base" / "model.safetensors").stat().st_mtime_ns == before
+def test_second_build_is_cached(trained_pool):
+    stamp = (trained_pool / "STAMP").read_text()
+    before = (trained_pool / "base" / "model.safetensors").stat().st_mtime_ns
+    assert build_trained_pool(trained_pool, "tests") == trained_pool
+    assert (trained_pool / "STAMP").read_text() == stamp
+    assert (trained_pool / "base" / "model.safetensors").stat().st_mtime_ns == before
 
 
 def test_gate_check():
-    ok = {"base": {s: 0.0 for s in SUITES}}
+    ok = {"base": {s: 0.0 for s in OFFLINE_SUITES}}
     for s in IN_DOMAIN:
-        ok[f"expert_{s}"] = {t: (0.8 if t == s else 0.1) for t in SUITES}
+        ok[f"expert_{s}"] = {t: (0.8 if t == s else 0.1) for t in OFFLINE_SUITES}
     assert check_gate(ok) == []
     bad = json.loads(json.dumps(ok))
     bad["expert_office"]["retail"] = 0.7  # within 0.25 of the retail expert
@@ -50,49 +52,52 @@ def test_gate_check():
     assert any("expert_shell scores 0.40 on shell" in p for p in problems)
 
 
-def test_training_is_deterministic(toy_pool):
+def test_training_is_deterministic(trained_pool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from arm_ray.world.toy_pool import oracle_records
-    from arm_ray.world.train import make_examples, train
+    from arm_ray.toy.train import make_examples, train
+    from arm_ray.toy.trained import oracle_records
 
-    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(trained_pool / "tokenizer")
     examples = make_examples(tok, oracle_records("shell", "train", 8), "assistant", 256)
     assert all(e.weights.sum() > 0 for e in examples)
-    states = []
+    start = AutoModelForCausalLM.from_pretrained(trained_pool / "base").state_dict()
+    runs = []
     for _ in range(2):
-        model = AutoModelForCausalLM.from_pretrained(toy_pool / "base")
+        model = AutoModelForCausalLM.from_pretrained(trained_pool / "base")
         losses = train(model, examples, 3, 1e-3, 1024, seed=5)
-        states.append(model.state_dict())
-    assert losses[-1] < losses[0] or len(losses) == 3
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+        runs.append((losses, model.state_dict()))
+    (losses_a, a), (losses_b, b) = runs
+    assert len(losses_a) == 3 and all(math.isfinite(x) and x > 0 for x in losses_a)
+    assert losses_a == losses_b  # same seed, same batches, same floats
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], start[k]) for k in a), "three steps at lr 1e-3 must move the weights"
 
 
-def test_arm_runs_on_the_toy_pool(toy_pool, tmp_path):
+def test_arm_runs_on_the_trained_pool(trained_pool, tmp_path):
     """configs/demo.yaml, pointed at the tests pool: the whole recipe runs on trained experts."""
     from arm_ray import pipeline
     from arm_ray.config import parse_config
-    from arm_ray.tracing import LocalBackend
+    from arm_ray.tracing import LocalTracing
 
     text = (Path(__file__).parents[2] / "configs" / "demo.yaml").read_text()
-    cfg = yaml.safe_load(text.replace("runs/_toy_pool", str(toy_pool)))
+    cfg = yaml.safe_load(text.replace("runs/_trained_pool", str(trained_pool)))
     cfg.pop("prepare")
     cfg.pop("evaluation")  # rollouts need vLLM actors: tests/actors/test_rollout.py runs this config with them
     cfg["weak"] = {"benchmarks": ["officebench", "agentbench_os"]}
     cfg["operators"] = cfg["operators"][:2]
     cfg["resources"] = {"tracers": 1, "tracer_num_cpus": 0.25, "coordinator_num_cpus": 0.1, "torch_threads": 1}
-    report = pipeline.run(parse_config(cfg), tmp_path / "run", lambda ctx: LocalBackend(ctx.sources("cpu")),
-                          log=lambda s: None)
+    report = pipeline.run(parse_config(cfg), tmp_path / "run", lambda ctx: LocalTracing(ctx.sources("cpu")))
     assert report["selected"] in {"average", "task_arithmetic"}
     assert set(report["benchmarks"]) == {"tau_bench", "officebench", "agentbench_os"}
     assert (tmp_path / "run" / "model" / "config.json").is_file()
 
 
-def test_toy_tokenizer_keeps_words_whole_across_contexts(toy_pool):
+def test_toy_tokenizer_keeps_words_whole_across_contexts(trained_pool):
     """A value copied from prose into JSON is the same token sequence (what copy heads match on)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(toy_pool / "tokenizer")
+    tok = AutoTokenizer.from_pretrained(trained_pool / "tokenizer")
 
     def ids(text, value):
         enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)

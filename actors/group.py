@@ -1,0 +1,43 @@
+"""One helper for a group of identical Ray actors fed from a queue (tracers, rollout engines)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import ray
+from ray.util.actor_pool import ActorPool
+
+
+class ActorGroup:
+    """`n` actors of one class, each started with the same arguments and resource options.
+
+    `map_unordered` hands each job to whichever actor is free and yields the
+    results as they finish, so a slow job never holds the others back.
+    """
+
+    def __init__(self, actor_class, n: int, options: dict, *args):
+        self.actors = [actor_class.options(**options).remote(*args) for _ in range(n)]
+
+    def map_unordered(self, method: str, jobs: Iterable, *shared,
+                      on_done: Callable[[Any], None] | None = None) -> list:
+        """`actor.<method>(job, *shared)` for every job; the results in the order they finished."""
+        queue = ActorPool(self.actors)
+        for job in jobs:
+            queue.submit(lambda actor, j: getattr(actor, method).remote(j, *shared), job)
+        results = []
+        while queue.has_next():
+            results.append(queue.get_next_unordered())
+            if on_done:
+                on_done(results[-1])
+        return results
+
+    def call_one(self, method: str, *args) -> Any:
+        """`<method>(*args)` on the first actor, waited for."""
+        return ray.get(getattr(self.actors[0], method).remote(*args))
+
+    def shutdown(self, method: str | None = None) -> None:
+        """Call `method` on every actor first (a clean stop), then kill them."""
+        if method:
+            ray.get([getattr(a, method).remote() for a in self.actors])
+        for a in self.actors:
+            ray.kill(a)

@@ -1,0 +1,130 @@
+"""Before any weight is loaded: open and check every input, encode the calibration data.
+
+`prepare(cfg)` runs on the driver before Ray starts (so bad input fails in
+seconds) and again inside the coordinator, and returns the run's `Context`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arm_ray import checkpoints, pool
+from arm_ray.architectures import mlp_names
+from arm_ray.benchmarks import get_suite
+from arm_ray.config import RunConfig
+from arm_ray.errors import ConfigError, DataError
+from arm_ray.roles.formats import load_trajectories, require_clean
+from arm_ray.roles.spans import TrajectoryEncoder
+from arm_ray.saliency import Packed, pack_trajectories
+from arm_ray.tracing import Sources
+
+# what a run directory holds; a directory with any of them is a run, replaced only with --overwrite
+RUN_OUTPUTS = ("model", "backbone", "report.json", "report.md", "saliency.parquet", "eval.parquet", "aos.png",
+               "transplant.png", "results.png")
+
+
+@dataclass
+class Context:
+    cfg: RunConfig
+    base: checkpoints.Checkpoint
+    experts: dict[str, checkpoints.Checkpoint]
+    recipes: list[pool.Recipe]
+    packed: dict[str, Packed]  # benchmark -> packed calibration
+    dev_scores: dict | None  # from weak.dev_results
+    warnings: list[str] = field(default_factory=list)
+
+    def sources(self, device: str) -> Sources:
+        return Sources(str(self.base.path), {n: str(c.path) for n, c in self.experts.items()},
+                       self.cfg.trace.dtype, device)
+
+    def donors(self) -> dict[str, str]:
+        """benchmark -> the expert that donates its neurons (in-domain benchmarks)."""
+        return {b: self.cfg.benchmarks[b].expert for b in self.cfg.in_domain}
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    present = [n for n in RUN_OUTPUTS if (out / n).exists()]
+    if present and not overwrite:
+        raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --overwrite to replace it")
+
+
+def remove_stale_outputs(out: Path) -> None:
+    """Never leave an old report beside a new model: the run's files go before it starts (its directories
+    are replaced atomically when rewritten)."""
+    for name in RUN_OUTPUTS:
+        if (out / name).is_file():
+            (out / name).unlink()
+
+
+def prepare(cfg: RunConfig) -> Context:
+    """Every check that can fail, before any weight is loaded: checkpoints, operators, suites, data, roles, weak."""
+    base = checkpoints.open_checkpoint(cfg.base.path, "base")
+    experts = {n: checkpoints.open_checkpoint(cfg.experts[n].path, n) for n in cfg.expert_names()}
+    checkpoints.check_compatible([base, *experts.values()])
+    try:
+        mlp_names(base.config.get("model_type", ""))
+    except KeyError as e:
+        raise ConfigError(f"base: {e.args[0]}") from None
+    recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed) for op in cfg.operators]
+    for i, r in enumerate(recipes):
+        pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
+    for b in cfg.evaluated:
+        get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite")
+    packed, warnings = encode_calibration(cfg, base)
+    dev_scores = load_dev_scores(cfg) if cfg.weak.dev_results else None
+    return Context(cfg, base, experts, recipes, packed, dev_scores, warnings)
+
+
+def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[dict[str, Packed], list[str]]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base.path)
+    encoder = TrajectoryEncoder(tok, cfg.calibration.positions, cfg.calibration.max_length)
+    by_bench: dict[str, list] = {b: [] for b in cfg.in_domain}
+    warnings = []
+    for i, f in enumerate(cfg.calibration.files):
+        loaded = load_trajectories(f.path, f.benchmark, f.sample, cfg.calibration.seed)
+        warnings += require_clean(loaded, f.path, cfg.calibration.allow_bad_records)
+        for t in loaded.trajectories:
+            if t.benchmark is None:
+                raise DataError(f"{t.source}: record has no `benchmark` field and calibration.files[{i}] "
+                                "names none")
+            if t.benchmark not in cfg.benchmarks:
+                raise DataError(f"{t.source}: benchmark {t.benchmark!r} is not in the config's benchmarks")
+            if t.benchmark in by_bench:  # out-of-domain benchmarks are evaluated, never traced
+                by_bench[t.benchmark].append(t)
+    packed = {}
+    for b, trajs in by_bench.items():
+        role = cfg.role_of(b)
+        if not trajs:
+            raise DataError(f"benchmark {b}: no calibration trajectory (check calibration.files)")
+        roles = list(dict.fromkeys([role, *cfg.calibration.extra_roles]))
+        encoded = encoder.encode(trajs, {b: roles}, {b: cfg.parser_of(b)})
+        truncated = sum(e.truncated for e in encoded)
+        if truncated:
+            warnings.append(f"benchmark {b}: {truncated} of {len(encoded)} trajectories cut to "
+                            f"calibration.max_length={cfg.calibration.max_length} tokens")
+        packed[b] = pack_trajectories(encoded, [(b, r) for r in roles], cfg.trace.max_tokens_per_batch)
+        if packed[b].n_tokens[0] == 0:
+            raise DataError(f"benchmark {b}: no calibration trajectory has a {role!r} token "
+                            f"(parser {cfg.parser_of(b)}); check the data or the role")
+    return packed, warnings
+
+
+def load_dev_scores(cfg: RunConfig) -> dict:
+    path = Path(cfg.weak.dev_results)
+    try:
+        scores = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"weak.dev_results: {path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    needed = [(cfg.benchmarks[b].expert, b) for b in cfg.in_domain]
+    needed += [(op.name, b) for op in cfg.operators for b in cfg.in_domain]  # any candidate may be selected
+    for model, b in needed:
+        value = scores.get(model, {}).get(b) if isinstance(scores.get(model), dict) else None
+        if not isinstance(value, (int, float)):
+            raise ConfigError(f'{path}: expected a number at ["{model}"]["{b}"] (dev score of {model} on {b})')
+    return scores

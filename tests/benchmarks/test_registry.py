@@ -1,0 +1,20 @@
+"""One registry keyed by suite name: the offline suites by name, any other suite by a dotted string."""
+
+import pytest
+
+from arm_ray.benchmarks import SUITES, get_suite
+from arm_ray.errors import ConfigError
+from arm_ray.world import OFFLINE_SUITES
+
+
+def test_offline_suites_by_name():
+    assert list(SUITES) == list(OFFLINE_SUITES)
+    for name in OFFLINE_SUITES:
+        assert get_suite(name).name == name
+
+
+def test_a_dotted_suite_and_an_unknown_one():
+    assert get_suite("examples.custom_suite:AdditionSuite").name == "addition"
+    with pytest.raises(ConfigError, match=r"^benchmarks\.x\.suite: unknown suite 'excel'; known: retail, office, "
+                                          r"shell, sql \(or a 'package\.module:Name' string\)$"):
+        get_suite("excel", "benchmarks.x.suite")
