@@ -98,7 +98,9 @@ def run(argv=None) -> dict:
           f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
     print(f"  model: {out / 'model'}   report: {out / 'report.md'}")
     if report.get("evaluation"):
-        print("\n" + report["evaluation"]["table_md"])
+        from arm_ray.report import results_md
+
+        print("\n" + results_md(report))
     return report
 
 

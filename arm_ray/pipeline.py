@@ -22,7 +22,7 @@ from arm_ray import checkpoints, report, selection, transplant
 from arm_ray.architectures import mlp_names
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError
-from arm_ray.evaluation import diagnosis, metrics
+from arm_ray.evaluation import diagnosis, intervals, metrics
 from arm_ray.prepare import Context, check_output_dir, prepare, remove_stale_outputs
 from arm_ray.rollout import results as eval_results
 from arm_ray.rollout.backend import RolloutBackend
@@ -270,12 +270,20 @@ def table_rows(cfg: RunConfig, selected: str, evaluated: dict[str, str]) -> list
 
 
 def results_table(cfg: RunConfig, selected: str, models: dict[str, str], rows: list[dict]) -> dict:
+    """report.json's `evaluation`: the table, with 95 % bootstrap intervals of each model's AVG and WS and the
+    paired difference ARM - AOS-selected backbone on the same tasks (per benchmark, AVG, WS)."""
     summary = metrics.summarize(rows, "test")
     table, table_md = metrics.table(metrics.scores(summary), table_rows(cfg, selected, models), cfg.expert_names(),
                                     cfg.evaluated)
-    return {"split": "test", "tasks_per_benchmark": cfg.evaluation.test_tasks, "benchmarks": cfg.evaluated,
-            "sampling": sampling(cfg), "models": models, "summary": summary, "table": table,
-            "table_md": table_md, "rates_md": metrics.rates_table(summary, list(models), cfg.evaluated)}
+    state = {"split": "test", "tasks_per_benchmark": cfg.evaluation.test_tasks, "benchmarks": cfg.evaluated,
+             "sampling": sampling(cfg), "models": models, "summary": summary, "table": table,
+             "table_md": table_md, "rates_md": metrics.rates_table(summary, list(models), cfg.evaluated),
+             "intervals": intervals.model_intervals(rows, list(models), cfg.evaluated, seed=cfg.seed)}
+    if "arm" in models and "backbone" in models:
+        state["paired"] = {"a": "arm", "b": "backbone",
+                           "difference": intervals.paired_difference(rows, "arm", "backbone", cfg.evaluated,
+                                                                     seed=cfg.seed)}
+    return state
 
 
 class Stopwatch:

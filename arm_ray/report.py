@@ -145,7 +145,79 @@ def _evaluation_md(r: dict) -> list[str]:
                 f"{b} T={s['temperature']}, top-p={s['top_p']}, max {s['max_new_tokens']} new tokens"
                 for b, s in ev["sampling"].items()),
             "", "![results](results.png)"]
+    out += _intervals_md(r)
     return out
+
+
+def _ci(v: list[float], scale: float = 100.0, sign: bool = False) -> str:
+    fmt = "+.1f" if sign else ".1f"
+    return f"{scale * v[0]:{fmt}} [{scale * v[1]:{fmt}}, {scale * v[2]:{fmt}}]"
+
+
+def results_md(r: dict) -> str:
+    """The results table, its intervals and the finding: what `python -m arm_ray.main` prints at the end."""
+    return "\n".join([r["evaluation"]["table_md"], *_intervals_md(r)])
+
+
+def _intervals_md(r: dict) -> list[str]:
+    ev = r["evaluation"]
+    if "intervals" not in ev:
+        return []
+    out = ["", "### 95 % intervals", "", "Bootstrap over tasks (each benchmark's tasks resampled with replacement, "
+           "2,000 resamples, fixed seed); points in percent.", "", "| model | AVG [95 % CI] | WS [95 % CI] |",
+           "|---|---:|---:|"]
+    for row in ev["table"]:
+        if row["model"] in ev["intervals"]:
+            ci = ev["intervals"][row["model"]]
+            out.append(f"| {row['label']} | {_ci(ci['AVG'])} | {_ci(ci['WS'])} |")
+    if "paired" not in ev:
+        return out
+    diff, weak = ev["paired"]["difference"], {w["benchmark"] for w in r["weak"]}
+    out += ["", "### ARM − AOS-selected backbone, paired by task", "",
+            "The same test tasks for both models, resampled together; points in percent.", "",
+            "| | ARM − backbone [95 % CI] | |", "|---|---:|---|"]
+    for b in [*ev["benchmarks"], "AVG", "WS"]:
+        kind = ("weak: transplanted" if b in weak else "in-domain" if b in r["benchmarks"]
+                else "summary" if b in ("AVG", "WS") else "out of domain")
+        out.append(f"| {b} | {_ci(diff[b], sign=True)} | {kind} |")
+    out += ["", "**Finding.** " + finding(r)]
+    return out
+
+
+def finding(r: dict) -> str:
+    """What transplantation did, in plain words, from the paired intervals (an interval that excludes 0 counts)."""
+    ev = r["evaluation"]
+    diff, scores = ev["paired"]["difference"], ev["summary"]
+    weak = [w["benchmark"] for w in r["weak"]]
+
+    def said(bs: list[str]) -> str:
+        return ", ".join(f"{b} {_ci(diff[b], sign=True)}" for b in bs)
+
+    if not weak:
+        return "No benchmark was weak on dev, so nothing was transplanted: ARM is the backbone."
+    up = [b for b in weak if diff[b][1] > 0]
+    down = [b for b in weak if diff[b][2] < 0]
+    if len(up) == len(weak):
+        head = f"Transplantation raised every weak benchmark ({said(weak)} points)"
+    elif up:
+        head = f"Transplantation raised {', '.join(up)} but not measurably the other weak ones ({said(weak)} points)"
+    else:
+        head = f"Transplantation did not measurably raise the weak benchmarks ({said(weak)} points"
+        head += f"; lowered {', '.join(down)})" if down else ")"
+    recovered = []
+    for b in weak:
+        donor = r["experts"][b]["name"]
+        gap = scores[donor][b]["score"] - scores["backbone"][b]["score"] if donor in scores else None
+        if gap and gap > 0:
+            recovered.append(f"{b} {100 * diff[b][0] / gap:.0f} %")
+    if recovered:
+        head += "; of the test gap to the donor expert it recovered " + ", ".join(recovered)
+    others = [b for b in ev["benchmarks"] if b not in weak]
+    hurt = [b for b in others if diff[b][2] < 0]
+    cost = (f"it cost {said(hurt)} points" if hurt else
+            "no other benchmark moved measurably" + (f" ({said(others)})" if others else ""))
+    return (f"{head}. Elsewhere {cost}. Overall: AVG {_ci(diff['AVG'], sign=True)}, WS {_ci(diff['WS'], sign=True)} "
+            "points.")
 
 
 def plots(out: Path, r: dict) -> None:
@@ -173,6 +245,8 @@ def plots(out: Path, r: dict) -> None:
     for b, counts in per_layer.items():
         ax.bar(range(len(counts)), counts, bottom=bottom, label=b)
         bottom = counts if bottom is None else [x + y for x, y in zip(bottom, counts)]
+    if per_layer:
+        ax.set_xticks(range(len(next(iter(per_layer.values())))))  # whole layers, not 0.5 steps
     ax.set_xlabel("layer")
     ax.set_ylabel("neurons transplanted")
     ax.set_title("Neurons transplanted per layer" + ("" if per_layer else " (none)"))
@@ -185,14 +259,17 @@ def plots(out: Path, r: dict) -> None:
     ev = r.get("evaluation")
     if ev:
         rows, bench = ev["table"], ev["benchmarks"]
-        fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(bench), 3.4))
+        fig, ax = plt.subplots(figsize=(4.5 + 1.4 * len(bench), 3.6))
         width = 0.8 / len(rows)
+        colors = plt.get_cmap("tab20").colors  # one colour per row: the default cycle repeats after ten
         for i, row in enumerate(rows):
-            ax.bar(np.arange(len(bench)) + i * width, [100 * row[b] for b in bench], width, label=row["label"])
+            ax.bar(np.arange(len(bench)) + i * width, [100 * row[b] for b in bench], width, label=row["label"],
+                   color=colors[i % len(colors)])
         ax.set_xticks(np.arange(len(bench)) + width * (len(rows) - 1) / 2, bench)
         ax.set_ylabel(f"score on {ev['split']} (%)")
-        ax.set_title("Rollout scores per benchmark")
-        ax.legend(fontsize=6, ncols=2)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"Rollout scores per benchmark ({ev['tasks_per_benchmark']} {ev['split']} tasks each)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
         fig.tight_layout()
         _savefig(fig, out / "results.png")
         plt.close(fig)

@@ -1,8 +1,14 @@
-"""Build the trained toy pool of configs/demo.yaml (tokenizer, base, one expert per in-domain suite, data, scores).
+"""Build the trained toy pool of configs/demo.yaml, then check its gate on an ARM run over it.
 
-    python scripts/make_toy_pool.py --out runs/_trained_pool [--preset demo|tests] [--seed 0]
-Cached by its inputs: a second run with the same arguments returns at once.
-Prints the score table and whether the pool passes the gate (issue 4).
+    python scripts/make_toy_pool.py [--config configs/demo.yaml] [--run runs/demo]   # build, run ARM, gate
+    python scripts/make_toy_pool.py --out DIR [--preset demo|tests] [--seed 0]       # build only
+
+The pool is built (or found in its cache) where the config's `prepare` says;
+the script prints its table (scores of the base and experts, task-vector sizes,
+the midpoint probe). With a config it then runs ARM on it (`arm_ray.main`, with
+dev diagnosis and every candidate in the results table) and prints the gate
+(`arm_ray.toy.gate`): experts, retention of the merges, the base out of domain,
+headroom on dev. Exits 1 when the demo preset misses its gate.
 """
 
 from __future__ import annotations
@@ -13,22 +19,51 @@ import sys
 from pathlib import Path
 
 from arm_ray import logs
+from arm_ray.toy import gate
 from arm_ray.toy.trained import PRESETS, build_trained_pool, check_gate, score_table
+
+
+def pool_table(out: Path) -> tuple[str, list[str]]:
+    scores = json.loads((out / "scores.json").read_text())
+    sizes = json.loads((out / "task_vectors.json").read_text())
+    probe = json.loads((out / "probe.json").read_text())
+    lines = [score_table(scores, sizes), "", "midpoint(base, expert) on the expert's suite: " + ", ".join(
+        f"{e} {v['midpoint']:.2f} (expert {scores[e][v['suite']]:.2f}, base {scores['base'][v['suite']]:.2f})"
+        for e, v in probe.items())]
+    return "\n".join(lines), check_gate(scores)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--config", default=None, help="build the pool its `prepare` names, run it, check the gate")
+    ap.add_argument("--run", default="runs/demo", help="run directory for the gate's ARM run (default runs/demo)")
+    ap.add_argument("--out", default=None, help="build only, into this directory")
     ap.add_argument("--preset", default="demo", choices=sorted(PRESETS))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     logs.setup()
-    out = build_trained_pool(args.out, args.preset, seed=args.seed)
-    scores = json.loads((Path(out) / "scores.json").read_text())
-    print(score_table(scores))
-    problems = check_gate(scores)
-    print("gate: PASS" if not problems else "gate: FAIL\n  " + "\n  ".join(problems))
-    return 0 if not problems or args.preset != "demo" else 1
+    if args.out is None and args.config is None:
+        args.config = "configs/demo.yaml"
+    if args.out is not None:
+        out = build_trained_pool(args.out, args.preset, seed=args.seed)
+        text, problems = pool_table(Path(out))
+        print(text)
+        print("build gate: PASS" if not problems else "build gate: FAIL\n  " + "\n  ".join(problems))
+        return 0 if not problems or args.preset != "demo" else 1
+
+    from arm_ray import main as arm_main
+
+    report = arm_main.run(["--config", args.config, "--output", args.run, "--overwrite"])
+    from arm_ray.config import load_config
+
+    out = Path(load_config(args.config).prepare.args["out"])
+    text, _ = pool_table(out)
+    print("\n## The pool\n\n" + text)
+    checks = gate.from_report(report)
+    print("\n## Gate (test and dev rollouts of the ARM run in " + args.run + ")\n\n" + gate.table(checks))
+    ok = all(c.passed for c in checks)
+    print("\ngate: PASS" if ok else "\ngate: FAIL")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -101,8 +101,15 @@ def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
     scores = metrics.scores(metrics.summarize(rows, "test"))
     assert table["ARM"]["dbbench"] == scores["arm"]["dbbench"]
     assert table["BEST-of-3 (oracle)"]["tau_bench"] == max(scores[e]["tau_bench"] for e in experts.values())
+    ev = report["evaluation"]
+    assert set(ev["intervals"]) == models and all(lo <= x <= hi for m in ev["intervals"].values()
+                                                  for x, lo, hi in m.values())
+    assert ev["intervals"]["arm"]["AVG"][0] == pytest.approx(table["ARM"]["AVG"])
+    diff = ev["paired"]["difference"]
+    assert set(diff) == {"tau_bench", "officebench", "agentbench_os", "dbbench", "AVG", "WS"}
+    assert diff["dbbench"][0] == pytest.approx(scores["arm"]["dbbench"] - scores["backbone"]["dbbench"])
     md = (out / "report.md").read_text()
     assert "## Dev rollouts (diagnosis)" in md and "## Results (test, 2 tasks per benchmark)" in md
-    assert "| ARM |" in md
+    assert "| ARM |" in md and "### ARM − AOS-selected backbone, paired by task" in md and "**Finding.**" in md
     assert (out / "results.png").stat().st_size > 0 and not (out / ".work" / "candidates").exists()
     return rows

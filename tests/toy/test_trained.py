@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -27,6 +28,10 @@ def test_layout_and_scores(trained_pool):
             assert lines and all(json.loads(x)["benchmark"] for x in lines)
     scores = json.loads((trained_pool / "scores.json").read_text())
     assert sorted(scores) == sorted(names)
+    sizes = json.loads((trained_pool / "task_vectors.json").read_text())
+    assert sorted(sizes) == sorted(names[1:]) and all(0 < v["mlp"] and 0 < v["all"] for v in sizes.values())
+    probe = json.loads((trained_pool / "probe.json").read_text())
+    assert {e: p["suite"] for e, p in probe.items()} == {f"expert_{s}": s for s in IN_DOMAIN}
     assert all(sorted(row) == sorted(OFFLINE_SUITES) and all(0.0 <= v <= 1.0 for v in row.values())
                for row in scores.values())
 
@@ -39,17 +44,27 @@ def test_second_build_is_cached(trained_pool):
     assert (trained_pool / "base" / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_gate_check():
-    ok = {"base": {s: 0.0 for s in OFFLINE_SUITES}}
+def test_build_gate_check():
+    ok = {"base": {s: 0.3 if s in IN_DOMAIN else 0.1 for s in OFFLINE_SUITES}}
     for s in IN_DOMAIN:
-        ok[f"expert_{s}"] = {t: (0.8 if t == s else 0.1) for t in OFFLINE_SUITES}
+        ok[f"expert_{s}"] = {t: (0.8 if t == s else 0.2) for t in OFFLINE_SUITES}
     assert check_gate(ok) == []
     bad = json.loads(json.dumps(ok))
-    bad["expert_office"]["retail"] = 0.7  # within 0.25 of the retail expert
+    bad["base"]["retail"] = 0.7  # within 0.2 of the retail expert
     bad["expert_shell"]["shell"] = 0.4
     problems = check_gate(bad)
-    assert any("expert_retail beats expert_office on retail by 0.10" in p for p in problems)
+    assert any("expert_retail beats the base on retail by 0.10" in p for p in problems)
     assert any("expert_shell scores 0.40 on shell" in p for p in problems)
+    assert len(problems) == 3  # and the shell expert is within 0.2 of its base (0.4 - 0.3)
+
+
+def test_task_vector_size():
+    from arm_ray.toy.trained import task_vector_size
+
+    base = {"model.layers.0.mlp.up_proj.weight": torch.tensor([3.0, 4.0]), "model.embed.weight": torch.ones(4)}
+    expert = {"model.layers.0.mlp.up_proj.weight": torch.tensor([3.0, 4.5]), "model.embed.weight": torch.ones(4)}
+    sizes = task_vector_size(base, expert)
+    assert sizes["mlp"] == pytest.approx(0.5 / 5) and sizes["all"] == pytest.approx(0.5 / 29 ** 0.5)
 
 
 def test_training_is_deterministic(trained_pool):

@@ -1,0 +1,45 @@
+"""Bootstrap intervals against values computed by hand from the resampling distributions."""
+
+import pytest
+
+from arm_ray.evaluation.intervals import excludes_zero, model_intervals, paired_difference
+
+
+def rows(model, bench, rewards, split="test"):
+    return [{"model": model, "benchmark": bench, "split": split, "task_id": f"{bench}-{i}", "reward": r}
+            for i, r in enumerate(rewards)]
+
+
+def test_mean_of_two_tasks_spans_its_whole_range():
+    # resampling [0, 1] gives means 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4: the 2.5 % and 97.5 % points are 0 and 1
+    r = model_intervals(rows("m", "a", [0.0, 1.0]), ["m"], ["a"], n_boot=20000)
+    assert r["m"]["AVG"] == [0.5, 0.0, 1.0] and r["m"]["WS"] == [0.5, 0.0, 1.0]
+
+
+def test_constant_rewards_give_a_point_interval_and_ws_is_the_worst_suite():
+    data = rows("m", "a", [1.0, 1.0, 1.0]) + rows("m", "b", [0.0, 1.0])
+    r = model_intervals(data, ["m"], ["a", "b"], n_boot=20000)["m"]
+    # WS = min(1, mean_b) = mean_b: its interval is mean_b's, [0, 1]; AVG = (1 + mean_b) / 2: [0.5, 1]
+    assert r["WS"] == [0.5, 0.0, 1.0]
+    assert r["AVG"] == [0.75, 0.5, 1.0]
+    assert model_intervals(rows("c", "a", [0.3] * 5), ["c"], ["a"])["c"]["AVG"] == pytest.approx([0.3, 0.3, 0.3])
+
+
+def test_paired_difference_keeps_pairs_together():
+    # per-task differences [1, 0, 0]: the resampled mean is k/3 with k ~ Binomial(3, 1/3):
+    # P(0) = 8/27 > 2.5 %, P(1) = 1/27 = 3.7 % > 2.5 %: the interval is [0, 1] around 1/3
+    data = rows("arm", "a", [1.0, 1.0, 0.0]) + rows("bb", "a", [0.0, 1.0, 0.0])
+    d = paired_difference(data, "arm", "bb", ["a"], n_boot=20000)
+    assert d["a"] == pytest.approx([1 / 3, 0.0, 1.0]) and d["AVG"] == d["a"] and d["WS"] == d["a"]
+    # identical models: every resampled difference is 0, whatever the rewards (an unpaired bootstrap would not be)
+    same = rows("x", "a", [0.0, 1.0, 1.0, 0.0]) + rows("y", "a", [0.0, 1.0, 1.0, 0.0])
+    assert paired_difference(same, "x", "y", ["a"])["a"] == [0.0, 0.0, 0.0]
+    assert not excludes_zero([0.1, -0.2, 0.3]) and excludes_zero([0.1, 0.05, 0.3]) and excludes_zero([-1, -2, -0.5])
+
+
+def test_unpaired_tasks_are_refused():
+    data = rows("x", "a", [1.0, 0.0]) + rows("y", "a", [1.0])
+    with pytest.raises(ValueError, match="not run on the same test tasks of a"):
+        paired_difference(data, "x", "y", ["a"])
+    with pytest.raises(ValueError, match="no test episode of z on a"):
+        model_intervals(data, ["z"], ["a"])
