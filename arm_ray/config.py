@@ -238,6 +238,10 @@ class RunConfig(_Strict):
     def role_of(self, b: str) -> str:
         return self.benchmarks[b].role or PARSERS[self.parser_of(b)].role
 
+    def donors(self) -> dict[str, str]:
+        """In-domain benchmark -> the expert that donates its neurons."""
+        return {b: self.benchmarks[b].expert for b in self.in_domain}
+
     def expert_names(self) -> list[str]:
         """Distinct experts, in the order benchmarks first name them."""
         return list(dict.fromkeys(self.benchmarks[b].expert for b in self.in_domain))

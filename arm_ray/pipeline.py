@@ -168,8 +168,7 @@ def weak_benchmarks(cfg: RunConfig, backbone: str, dev_scores: dict | None, sour
     """The config's list, or the benchmarks whose dev gap (donor - `backbone`) passes the threshold."""
     if cfg.weak.benchmarks is not None:
         return [{"benchmark": b, "gap": None, "source": "config"} for b in cfg.weak.benchmarks]
-    donors = {b: cfg.benchmarks[b].expert for b in cfg.in_domain}
-    return diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, donors, backbone), cfg.weak.threshold,
+    return diagnosis.weak_benchmarks(diagnosis.gaps(dev_scores, cfg.donors(), backbone), cfg.weak.threshold,
                                      cfg.weak.top_m, source)
 
 
@@ -178,7 +177,7 @@ def plan_transplant(ctx: Context, chosen: Selection, weak: list[dict]) -> Transp
     cfg = ctx.cfg
     protection = transplant.protection_sets(chosen.candidate_sets[chosen.selected]) if cfg.protect else None
     tsets = transplant.transplant_sets(chosen.expert_sets, [w["benchmark"] for w in weak], protection)
-    final, conflicts = transplant.resolve_conflicts(tsets, ctx.donors(), {w["benchmark"]: w["gap"] for w in weak},
+    final, conflicts = transplant.resolve_conflicts(tsets, cfg.donors(), {w["benchmark"]: w["gap"] for w in weak},
                                                     cfg.conflict_policy)
     return TransplantPlan(weak, final, conflicts)
 
@@ -189,7 +188,7 @@ def write_model(ctx: Context, traces: Traces, chosen: Selection, plan: Transplan
     backbone = checkpoints.open_checkpoint(str(backbone_dir), chosen.selected)
     names = mlp_names(backbone.config["model_type"])
     edits = {d: transplant.neuron_edits(m, names, set(backbone.tensors))
-             for d, m in transplant.neurons_by_donor(plan.final, ctx.donors()).items()}
+             for d, m in transplant.neurons_by_donor(plan.final, ctx.cfg.donors()).items()}
     card = report.model_card(report.build(ctx, traces, chosen, plan))
     bar = progress(total=len(backbone.files), desc="transplant shards")
     checkpoints.transplant_checkpoint(backbone, ctx.experts, edits, transplant.apply_edit, out / "model",

@@ -39,10 +39,6 @@ class Context:
         return Sources(str(self.base.path), {n: str(c.path) for n, c in self.experts.items()},
                        self.cfg.trace.dtype, device)
 
-    def donors(self) -> dict[str, str]:
-        """benchmark -> the expert that donates its neurons (in-domain benchmarks)."""
-        return {b: self.cfg.benchmarks[b].expert for b in self.cfg.in_domain}
-
 
 def check_output_dir(out: Path, overwrite: bool) -> None:
     present = [n for n in RUN_OUTPUTS if (out / n).exists()]

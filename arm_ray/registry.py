@@ -46,9 +46,6 @@ class Registry:
     def register(self, name: str, dotted: str) -> None:
         self.entries[name] = dotted
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.entries
-
     def __iter__(self):
         return iter(self.entries)
 

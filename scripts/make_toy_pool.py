@@ -20,17 +20,7 @@ from pathlib import Path
 
 from arm_ray import logs
 from arm_ray.toy import gate
-from arm_ray.toy.trained import PRESETS, build_trained_pool, check_gate, score_table
-
-
-def pool_table(out: Path) -> tuple[str, list[str]]:
-    scores = json.loads((out / "scores.json").read_text())
-    sizes = json.loads((out / "task_vectors.json").read_text())
-    probe = json.loads((out / "probe.json").read_text())
-    lines = [score_table(scores, sizes), "", "midpoint(base, expert) on the expert's suite: " + ", ".join(
-        f"{e} {v['midpoint']:.2f} (expert {scores[e][v['suite']]:.2f}, base {scores['base'][v['suite']]:.2f})"
-        for e, v in probe.items())]
-    return "\n".join(lines), check_gate(scores)
+from arm_ray.toy.trained import PRESETS, build_trained_pool, check_gate, pool_table
 
 
 def main() -> int:
@@ -46,8 +36,8 @@ def main() -> int:
         args.config = "configs/demo.yaml"
     if args.out is not None:
         out = build_trained_pool(args.out, args.preset, seed=args.seed)
-        text, problems = pool_table(Path(out))
-        print(text)
+        print(pool_table(Path(out)))
+        problems = check_gate(json.loads((Path(out) / "scores.json").read_text()))
         print("build gate: PASS" if not problems else "build gate: FAIL\n  " + "\n  ".join(problems))
         return 0 if not problems or args.preset != "demo" else 1
 
@@ -57,8 +47,7 @@ def main() -> int:
     from arm_ray.config import load_config
 
     out = Path(load_config(args.config).prepare.args["out"])
-    text, _ = pool_table(out)
-    print("\n## The pool\n\n" + text)
+    print("\n## The pool\n\n" + pool_table(out))
     checks = gate.from_report(report)
     print("\n## Gate (test and dev rollouts of the ARM run in " + args.run + ")\n\n" + gate.table(checks))
     ok = all(c.passed for c in checks)

@@ -91,7 +91,3 @@ def paired_difference(rows: list[dict], a: str, b: str, benchmarks: list[str], s
     sa, sb, qa, qb = _stats(ma), _stats(mb), _stats(pa), _stats(pb)
     out.update({s: _interval(qa[s][0] - qb[s][0], sa[s] - sb[s], alpha) for s in STATS})
     return out
-
-
-def excludes_zero(interval: list[float]) -> bool:
-    return interval[1] > 0 or interval[2] < 0

@@ -4,9 +4,9 @@
 
 Writes, deterministically from the seed and cached by its inputs (STAMP):
     tokenizer/                 byte-level BPE trained on the world's text, Qwen3-style chat template
-    base/                      a generalist: copy drills, the world's generic text, then SFT on every suite
-                               (in-domain suites in full, a share of sql), so it scores on each
-    expert_<suite>/            the base sharpened on its own suite: few steps at a low learning rate
+    base/                      a generalist: copy drills, the world's generic text, then SFT on a share of
+                               every suite's episodes (sql's too), so it scores on each
+    expert_<suite>/            the base sharpened on its own suite (steps and learning rate per suite)
     data/<suite>/<split>.jsonl oracle episodes (calibration, dev, train) for the roles layer
     scores.json                {model: {suite: score}} on each suite's test split (base, experts)
     task_vectors.json          each expert's ||theta_expert - theta_base|| / ||theta_base||, overall and MLPs
@@ -170,6 +170,16 @@ def score_table(scores: dict[str, dict[str, float]], sizes: dict[str, dict[str, 
     return "\n".join(lines)
 
 
+def pool_table(out: Path) -> str:
+    """A built pool's table (scores, task-vector sizes) and its midpoint probe, read from its files."""
+    scores = json.loads((out / "scores.json").read_text())
+    sizes = json.loads((out / "task_vectors.json").read_text())
+    probe = json.loads((out / "probe.json").read_text())
+    return score_table(scores, sizes) + "\n\nmidpoint(base, expert) on the expert's suite: " + ", ".join(
+        f"{e} {v['midpoint']:.2f} (expert {scores[e][v['suite']]:.2f}, base {scores['base'][v['suite']]:.2f})"
+        for e, v in probe.items())
+
+
 def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Path:
     """Build (or reuse) the pool in `out`. Named from configs as `arm_ray.toy.trained:build_trained_pool`."""
     import torch
@@ -249,10 +259,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         (tmp / "spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
         (tmp / "copy_accuracy.json").write_text(json.dumps(copy_acc, indent=2) + "\n")
         (tmp / "STAMP").write_text(stamp + "\n")
-    log.info(score_table(scores, sizes))
-    log.info("midpoint(base, expert) on its suite: " + ", ".join(
-        f"{e} {v['midpoint']:.2f} (expert {scores[e][v['suite']]:.2f}, base {scores['base'][v['suite']]:.2f})"
-        for e, v in probe.items()))
+    log.info(pool_table(out))
     log.info(f"[toy pool] built in {time.perf_counter() - t0:.0f} s")
     return out
 
