@@ -52,7 +52,7 @@ class RayRollouts:
     def evaluate(self, models: dict[str, str], runs: list[SuiteRun], sampling: dict[str, dict],
                  on_done: OnDone | None = None) -> list[dict]:
         shards = max(1, len(self.group.actors) // max(1, len(models)))
-        jobs = [RolloutJob(m, p, [SuiteRun(r.benchmark, r.suite, r.split, r.n, s, shards) for r in runs])
+        jobs = [RolloutJob(m, p, [r.sharded(s, shards) for r in runs])
                 for m, p in models.items() for s in range(shards)]
         done = self.group.map_unordered("evaluate", jobs, sampling, on_done=on_done)
         return [row for rows in done for row in rows]

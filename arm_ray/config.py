@@ -29,6 +29,8 @@ class Benchmark(_Strict):
     role: str | None = Field(None, description="traced role; default: the parser's role")
     suite: str | None = Field(None, description="environment for rollouts: a name in arm_ray.benchmarks.SUITES "
                                                 "or package.module:Class; none: not evaluated")
+    options: dict[str, Any] = Field(default_factory=dict, description="the suite's own settings (e.g. tau2_*: "
+                                                                      "user, trials, splits)")
 
 
 class DataFile(_Strict):
@@ -192,6 +194,8 @@ class RunConfig(_Strict):
         for b, spec in self.benchmarks.items():
             if spec.suite is not None and not SUITES.known(spec.suite):
                 raise ValueError(f"benchmarks.{b}.suite: {SUITES.unknown_message(spec.suite)}")
+            if spec.options and spec.suite is None:
+                raise ValueError(f"benchmarks.{b}.options: given without a `suite` to take them")
         suites = [s.suite for s in self.benchmarks.values() if s.suite is not None]
         dup = sorted({x for x in suites if suites.count(x) > 1})
         if dup:

@@ -204,6 +204,7 @@ def evaluate(ctx: Context, chosen: Selection, backbone_dir: Path, out: Path, tra
         rows += rollout_rows(rollouts.get(), models, suite_runs(cfg, cfg.evaluated, "test"), sampling(cfg),
                              progress, "test rollouts")
         table = results_table(cfg, chosen.selected, models, rows)
+        write_benchmark_results(cfg, rows, out)
     if rows:
         eval_results.write_eval(out / "eval.parquet", rows)
     shutil.rmtree(work / "candidates", ignore_errors=True)
@@ -216,7 +217,7 @@ def evaluate(ctx: Context, chosen: Selection, backbone_dir: Path, out: Path, tra
 
 def suite_runs(cfg: RunConfig, benchmarks: list[str], split: str) -> list[SuiteRun]:
     n = cfg.evaluation.dev_tasks if split == "dev" else cfg.evaluation.test_tasks
-    return [SuiteRun(b, cfg.benchmarks[b].suite, split, n) for b in benchmarks]
+    return [SuiteRun(b, cfg.benchmarks[b].suite, split, n, options=cfg.benchmarks[b].options) for b in benchmarks]
 
 
 def sampling(cfg: RunConfig) -> dict[str, dict]:
@@ -277,12 +278,36 @@ def results_table(cfg: RunConfig, selected: str, models: dict[str, str], rows: l
     state = {"split": "test", "tasks_per_benchmark": cfg.evaluation.test_tasks, "benchmarks": cfg.evaluated,
              "sampling": sampling(cfg), "models": models, "summary": summary, "table": table,
              "table_md": table_md, "rates_md": metrics.rates_table(summary, list(models), cfg.evaluated),
+             "pass_k_md": metrics.pass_k_table(summary, list(models), cfg.evaluated),
+             "notes": benchmark_notes(cfg),
              "intervals": intervals.model_intervals(rows, list(models), cfg.evaluated, seed=cfg.seed)}
     if "arm" in models and "backbone" in models:
         state["paired"] = {"a": "arm", "b": "backbone",
                            "difference": intervals.paired_difference(rows, "arm", "backbone", cfg.evaluated,
                                                                      seed=cfg.seed)}
     return state
+
+
+def benchmark_notes(cfg: RunConfig) -> dict[str, str]:
+    """What a reader must know before comparing a benchmark's scores with published ones."""
+    notes = {}
+    for run in suite_runs(cfg, cfg.evaluated, "test"):
+        if not getattr(run.make_suite(), "comparable", True):
+            notes[run.benchmark] = "scripted user simulator: not comparable with published numbers"
+    return notes
+
+
+def write_benchmark_results(cfg: RunConfig, rows: list[dict], out: Path) -> None:
+    """Each model's test episodes on a suite with its own results format (τ²: `Results` JSON), under out/results/."""
+    for run in suite_runs(cfg, cfg.evaluated, "test"):
+        suite = run.make_suite()
+        writer = getattr(suite, "write_results", None)
+        if writer is None:
+            continue
+        mine = [r for r in rows if r["split"] == "test" and r["benchmark"] == run.benchmark]
+        for model in dict.fromkeys(r["model"] for r in mine):
+            (out / "results").mkdir(exist_ok=True)
+            writer([r for r in mine if r["model"] == model], out / "results" / f"{model}.{run.benchmark}.json", model)
 
 
 class Stopwatch:

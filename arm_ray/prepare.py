@@ -7,6 +7,7 @@ seconds) and again inside the coordinator, and returns the run's `Context`.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from arm_ray.tracing import Sources
 
 # what a run directory holds; a directory with any of them is a run, replaced only with --overwrite
 RUN_OUTPUTS = ("model", "backbone", "report.json", "report.md", "saliency.parquet", "eval.parquet", "aos.png",
-               "transplant.png", "results.png")
+               "transplant.png", "results.png", "results")
 
 
 @dataclass
@@ -52,6 +53,7 @@ def remove_stale_outputs(out: Path) -> None:
     for name in RUN_OUTPUTS:
         if (out / name).is_file():
             (out / name).unlink()
+    shutil.rmtree(out / "results", ignore_errors=True)  # benchmarks' own results files, written per run
 
 
 def prepare(cfg: RunConfig) -> Context:
@@ -66,8 +68,12 @@ def prepare(cfg: RunConfig) -> Context:
     recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed) for op in cfg.operators]
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
-    for b in cfg.evaluated:
-        get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite")
+    for b in cfg.evaluated:  # each suite's options, and that its environment can run here (before any rollout)
+        suite = get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite", cfg.benchmarks[b].options)
+        try:
+            suite.check()
+        except ConfigError as e:
+            raise ConfigError(f"benchmarks.{b}.{e}") from None
     packed, warnings = encode_calibration(cfg, base)
     dev_scores = load_dev_scores(cfg) if cfg.weak.dev_results else None
     return Context(cfg, base, experts, recipes, packed, dev_scores, warnings)

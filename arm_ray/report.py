@@ -145,6 +145,10 @@ def _evaluation_md(r: dict) -> list[str]:
                 f"{b} T={s['temperature']}, top-p={s['top_p']}, max {s['max_new_tokens']} new tokens"
                 for b, s in ev["sampling"].items()),
             "", "![results](results.png)"]
+    if ev.get("pass_k_md"):
+        out += ["", "τ-bench's pass^k (all of k trials of a task succeed), in percent:", "", ev["pass_k_md"]]
+    if ev.get("notes"):
+        out += [""] + [f"- **{b}**: {note}" for b, note in ev["notes"].items()]
     out += _intervals_md(r)
     return out
 
@@ -156,7 +160,9 @@ def _ci(v: list[float], scale: float = 100.0, sign: bool = False) -> str:
 
 def results_md(r: dict) -> str:
     """The results table, its intervals and the finding: what `python -m arm_ray.main` prints at the end."""
-    return "\n".join([r["evaluation"]["table_md"], *_intervals_md(r)])
+    ev = r["evaluation"]
+    notes = [f"note: {b}: {n}" for b, n in ev.get("notes", {}).items()]
+    return "\n".join([ev["table_md"], *([ev["pass_k_md"]] if ev.get("pass_k_md") else []), *_intervals_md(r), *notes])
 
 
 def _intervals_md(r: dict) -> list[str]:
@@ -189,11 +195,16 @@ def finding(r: dict) -> str:
     ev = r["evaluation"]
     diff, scores = ev["paired"]["difference"], ev["summary"]
     weak = [w["benchmark"] for w in r["weak"]]
+    unseen = [b for b in weak if b not in diff]  # weak but without a suite: transplanted, never evaluated
+    weak = [b for b in weak if b in diff]
 
     def said(bs: list[str]) -> str:
         return ", ".join(f"{b} {_ci(diff[b], sign=True)}" for b in bs)
 
     if not weak:
+        if unseen:
+            return (f"Transplanted into {', '.join(unseen)}, which no suite evaluates; elsewhere ARM - backbone: "
+                    f"{said(ev['benchmarks'])} points.")
         return "No benchmark was weak on dev, so nothing was transplanted: ARM is the backbone."
     up = [b for b in weak if diff[b][1] > 0]
     down = [b for b in weak if diff[b][2] < 0]

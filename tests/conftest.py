@@ -20,6 +20,15 @@ def perturbed_pool(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def long_pool(tmp_path_factory) -> Path:
+    """The quick pool, tiny, with a 32k context: τ²'s prompts are ~10k tokens of the toy tokenizer."""
+    from arm_ray.toy.perturbed import build_perturbed_pool
+
+    return build_perturbed_pool(str(tmp_path_factory.mktemp("long") / "pool"), seed=0, n_calibration=6,
+                                shape={**TINY_SHAPE, "max_position_embeddings": 32768})
+
+
+@pytest.fixture(scope="session")
 def tokenizer(perturbed_pool):
     from transformers import AutoTokenizer
 

@@ -11,7 +11,7 @@ from tests.conftest import tiny_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "qwen3-8b-simia.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "qwen3-8b-simia.yaml", "tau2-toy.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "configs" / name)
     assert cfg.in_domain
@@ -20,8 +20,9 @@ def test_shipped_configs_validate(name):
 def test_paper_config_shares_one_expert():
     cfg = load_config(ROOT / "configs" / "qwen3-8b-simia.yaml")
     assert cfg.expert_names() == ["tau", "office", "agentbench"]
-    assert cfg.in_domain == ["tau_bench", "officebench", "webshop", "agentbench_os"]
-    assert cfg.role_of("webshop") == "action" and cfg.role_of("tau_bench") == "tool_call"
+    assert cfg.in_domain == ["tau_bench", "tau_airline", "officebench", "webshop", "agentbench_os"]
+    assert cfg.role_of("webshop") == "action" and cfg.role_of("tau_airline") == "tool_call"
+    assert cfg.benchmarks["tau_airline"].options["user"]["kind"] == "endpoint"  # τ² with a served user model
 
 
 @pytest.mark.parametrize("k", [0, -0.5, 1.01])
@@ -90,6 +91,13 @@ def test_evaluation_fields_are_checked(tmp_path):
     cfg = with_suites(tmp_path, evaluation={})
     cfg["benchmarks"]["officebench"]["suite"] = "retail"
     with pytest.raises(ConfigError, match="suite 'retail' is given to two benchmarks"):
+        parse_config(cfg)
+
+
+def test_suite_options_need_a_suite(tmp_path):
+    cfg = with_suites(tmp_path, evaluation={})
+    cfg["benchmarks"]["officebench"] = {"expert": cfg["benchmarks"]["officebench"]["expert"], "options": {"trials": 2}}
+    with pytest.raises(ConfigError, match="benchmarks.officebench.options: given without a `suite`"):
         parse_config(cfg)
 
 

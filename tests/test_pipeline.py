@@ -193,3 +193,37 @@ def test_dev_diagnosis_and_results_table_with_in_process_rollouts(trained_pool, 
     cfg = small_demo_config(trained_pool, {"max_new_tokens": 24})
     report = run_local(cfg, tmp_path / "run", rollouts=LocalRollouts("transformers", threads=1))
     check_diagnosis_and_results(tmp_path / "run", report)
+
+
+def test_tau2_benchmark_in_a_run(long_pool, tmp_path):
+    """A run evaluating on τ² retail (gold replay as the policy, whatever the model): τ²'s scores in the results
+    table with pass^k, τ²'s own results files, and the note that a scripted user is not comparable."""
+    pytest.importorskip("tau2")
+    from tau2.data_model.simulation import Results
+
+    from arm_ray.rollout.backend import LocalRollouts
+
+    cfg = tiny_config(long_pool)
+    cfg["benchmarks"]["tau_bench"].update(suite="tau2_retail", options={"trials": 2})
+    cfg["evaluation"] = {"test_tasks": 3, "models": ["backbone", "arm"]}
+    report = run_local(cfg, tmp_path / "run", rollouts=LocalRollouts("oracle"))
+    ev = report["evaluation"]
+    assert ev["summary"]["arm"]["tau_bench"]["score"] == 1.0 and ev["summary"]["arm"]["tau_bench"]["episodes"] == 6
+    assert ev["summary"]["arm"]["tau_bench"]["pass^k"] == {"1": 1.0, "2": 1.0}
+    assert "tau_bench pass^2" in ev["pass_k_md"] and "not comparable" in ev["notes"]["tau_bench"]
+    for model in ("arm", "backbone"):
+        res = Results.load(tmp_path / "run" / "results" / f"{model}.tau_bench.json")
+        assert len(res.simulations) == 6 and res.info.agent_info.llm == model
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "pass^k" in md and "not comparable with published numbers" in md
+
+
+def test_a_dead_user_endpoint_stops_the_run_in_preflight(long_pool):
+    pytest.importorskip("tau2")
+    cfg = tiny_config(long_pool)
+    cfg["benchmarks"]["tau_bench"].update(suite="tau2_retail", options={
+        "user": {"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}})
+    cfg["evaluation"] = {"test_tasks": 1, "models": ["arm"]}
+    with pytest.raises(ConfigError, match=r"^benchmarks\.tau_bench\.options\.user: endpoint http://127\.0\.0\.1:9/v1 "
+                                          r"does not answer"):
+        prepare(cfg)

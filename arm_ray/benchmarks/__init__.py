@@ -9,16 +9,40 @@ registered below by name, imported only when a run asks for it.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+from arm_ray.errors import ConfigError
 from arm_ray.registry import Registry
 from arm_ray.world import OFFLINE_SUITES
 from arm_ray.world.base import Suite
 
-SUITES = Registry("suite", OFFLINE_SUITES)
+# real benchmarks' own tasks, tools and evaluators (each needs its extra installed; imported when asked for)
+BENCHMARK_SUITES = {
+    "tau2_retail": "arm_ray.benchmarks.tau2:Tau2Retail",
+    "tau2_airline": "arm_ray.benchmarks.tau2:Tau2Airline",
+}
+SUITES = Registry("suite", {**OFFLINE_SUITES, **BENCHMARK_SUITES})
 
 
-def get_suite(name: str, where: str = "suite") -> Suite:
-    """A fresh instance of the suite `name` (a registered name or `package.module:Class`)."""
-    return SUITES.get(name, where)()
+def get_suite(name: str, where: str = "suite", options: dict | None = None) -> Suite:
+    """A fresh instance of the suite `name` (a registered name or `package.module:Class`) with its options.
+
+    `where` names the config field in errors (`benchmarks.<b>.suite`); option
+    errors name `benchmarks.<b>.options.<field>`.
+    """
+    cls = SUITES.get(name, where)
+    if not options:
+        return cls()
+    where_opts = where.removesuffix(".suite") + ".options"
+    if cls.__init__ is Suite.__init__ or cls.__init__ is object.__init__:
+        raise ConfigError(f"{where_opts}: suite {name!r} takes no options")
+    try:
+        return cls(**options)
+    except ValidationError as e:
+        raise ConfigError("\n".join(f"{where_opts}.{'.'.join(map(str, err['loc']))}: "
+                                     f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())) from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where_opts}: {e}") from None
 
 
 __all__ = ["SUITES", "Suite", "get_suite"]

@@ -12,6 +12,7 @@ and is 0 as soon as one normalised score is 0.
 from __future__ import annotations
 
 from collections import defaultdict
+from math import comb
 
 BEST = "BEST-of-N"
 
@@ -31,8 +32,36 @@ def summarize(rows: list[dict], split: str) -> dict[str, dict[str, dict]]:
             "invalid_rate": sum(e["invalid_actions"] for e in eps) / steps if steps else 0.0,
             "limit_rate": sum(e["finish_reason"] == "limit" for e in eps) / len(eps),
             "error_rate": sum(e["finish_reason"] == "error" for e in eps) / len(eps),
+            "pass^k": pass_hat_k(eps),
         }
     return dict(out)
+
+
+def pass_hat_k(eps: list[dict]) -> dict[str, float]:
+    """τ-bench's pass^k for k = 1 .. the fewest trials of a task: the chance that k trials of a task all
+    succeed, C(c, k) / C(n, k) for c successes in n trials, averaged over tasks. Trials of one task share
+    its task id up to `#` (`...-7#0`, `...-7#1`)."""
+    by_task: dict[str, list[bool]] = defaultdict(list)
+    for e in eps:
+        by_task[e["task_id"].split("#")[0]].append(e["reward"] >= 1.0)
+    n = min(len(v) for v in by_task.values())
+    return {str(k): sum(comb(sum(v), k) / comb(len(v), k) for v in by_task.values()) / len(by_task)
+            for k in range(1, n + 1)}
+
+
+def pass_k_table(summary: dict[str, dict[str, dict]], models: list[str], benchmarks: list[str]) -> str:
+    """pass^1 .. pass^k per model on the benchmarks run with several trials per task (Markdown; '' if none)."""
+    multi = [b for b in benchmarks if any(len(summary[m][b]["pass^k"]) > 1 for m in models)]
+    if not multi:
+        return ""
+    ks = {b: max(len(summary[m][b]["pass^k"]) for m in models) for b in multi}
+    head = [f"{b} pass^{k}" for b in multi for k in range(1, ks[b] + 1)]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for m in models:
+        cells = [f"{100 * summary[m][b]['pass^k'][str(k)]:.1f}" if str(k) in summary[m][b]["pass^k"] else "n/a"
+                 for b in multi for k in range(1, ks[b] + 1)]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def scores(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
@@ -43,9 +72,11 @@ def best_of_n(scores: dict[str, dict[str, float]], experts: list[str], benchmark
     return {b: max(scores[e][b] for e in experts) for b in benchmarks}
 
 
-def aggregates(row: dict[str, float], best: dict[str, float], benchmarks: list[str]) -> dict[str, float | None]:
+def aggregates(row: dict[str, float], best: dict[str, float] | None, benchmarks: list[str]
+               ) -> dict[str, float | None]:
+    """AVG, WS and RHM of one row; RHM is None without BEST-of-N (experts not evaluated)."""
     values = [row[b] for b in benchmarks]
-    normalised = [row[b] / best[b] for b in benchmarks if best[b] > 0]
+    normalised = [row[b] / best[b] for b in benchmarks if best[b] > 0] if best else []
     if not normalised:
         rhm = None
     elif min(normalised) <= 0:
@@ -60,12 +91,12 @@ def table(scores: dict[str, dict[str, float]], rows: list[tuple[str, str]], expe
     """The results table. `rows`: (label, model) in display order; the model BEST marks the oracle row.
 
     Returns the rows as data and as Markdown: scores in percent, each cell of a
-    non-oracle row followed by its relative change against the BEST-of-N row.
+    non-oracle row followed by its relative change against the BEST-of-N row
+    (when the experts were evaluated; otherwise there is no BEST-of-N and RHM is n/a).
     """
-    best = best_of_n(scores, experts, benchmarks)
-    best_agg = aggregates(best, best, benchmarks)
+    best = best_of_n(scores, experts, benchmarks) if all(e in scores for e in experts) else None
     columns = [*benchmarks, "AVG", "WS", "RHM"]
-    ref = {**best, **best_agg}
+    ref = {**best, **aggregates(best, best, benchmarks)} if best else {}
     data, lines = [], ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for label, model in rows:
         values = best if model == BEST else scores[model]
@@ -78,7 +109,7 @@ def table(scores: dict[str, dict[str, float]], rows: list[tuple[str, str]], expe
                 text.append("n/a")
                 continue
             cell = f"{v:.2f}" if c == "RHM" else f"{100 * v:.1f}"
-            if model != BEST and ref[c]:
+            if model != BEST and ref.get(c):
                 cell += f" ({100 * (v - ref[c]) / ref[c]:+.1f}%)"
             text.append(cell)
         lines.append(f"| {label} | " + " | ".join(text) + " |")

@@ -81,6 +81,7 @@ class Episode:
     messages: list[dict] = field(default_factory=list)
     tools: list[dict] | None = None
     error: str | None = None
+    details: dict | None = None  # the benchmark's own record of the episode (Env.details)
 
     @property
     def success(self) -> bool:
@@ -91,7 +92,8 @@ class Episode:
         return {"model": model, "suite": self.suite, "split": self.split, "task_id": self.task_id,
                 "reward": float(self.reward), "success": self.success, "steps": self.steps,
                 "invalid_actions": self.invalid_actions, "finish_reason": self.finish_reason,
-                "trajectory": json.dumps({"messages": self.messages, "tools": self.tools, "error": self.error},
+                "trajectory": json.dumps({"messages": self.messages, "tools": self.tools, "error": self.error,
+                                          **({"details": self.details} if self.details else {})},
                                          ensure_ascii=False)}
 
 
@@ -201,6 +203,11 @@ def _end(ep: Episode, env: Env | None, error: Exception | None) -> None:
     """Close the episode's environment; an error makes the episode a failure that records it."""
     if error is not None:
         ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(error).__name__}: {error}"
+    elif env is not None:
+        try:
+            ep.details = env.details()
+        except Exception as e:  # noqa: BLE001 - a record the benchmark could not write is an error of the episode
+            ep.reward, ep.finish_reason, ep.error = 0.0, "error", f"{type(e).__name__}: {e}"
     if env is not None:
         try:
             env.close()

@@ -48,11 +48,10 @@ class LocalRollouts:
         return rows
 
     def _policy(self, path: str, runs: list[SuiteRun], sampling: dict[str, dict]):
-        from arm_ray.benchmarks import get_suite
         from arm_ray.rollout.policies import OraclePolicy, TransformersPolicy
 
         if self.policy == "oracle":
-            return OraclePolicy(*(get_suite(r.suite) for r in runs))
+            return OraclePolicy(*(r.make_suite() for r in runs))
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -33,8 +33,8 @@ class TransformersPolicy:
     """
 
     def __init__(self, model, tokenizer, max_new_tokens: int | Mapping[str, int] = 192, batch_size: int = 32,
-                 max_prompt: int = 2048):
-        self.model, self.tok = model.eval(), tokenizer
+                 max_prompt: int = 2048, min_new_tokens: int = 0):
+        self.model, self.tok, self.min_new_tokens = model.eval(), tokenizer, min_new_tokens
         self.max_new_tokens, self.batch_size, self.max_prompt = max_new_tokens, batch_size, max_prompt
         self.stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_id
@@ -68,7 +68,8 @@ class TransformersPolicy:
                 mask[r, width - len(seq):] = 1
             with torch.inference_mode():
                 gen = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
-                                          max_new_tokens=max_new_tokens, eos_token_id=self.stop_id,
+                                          max_new_tokens=max_new_tokens, min_new_tokens=self.min_new_tokens,
+                                          eos_token_id=self.stop_id,
                                           pad_token_id=self.pad_id)
             for row in gen[:, width:].tolist():
                 if self.stop_id in row:

@@ -8,7 +8,7 @@ number of actors yields the same rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from arm_ray.benchmarks import get_suite
@@ -24,6 +24,13 @@ class SuiteRun:
     n: int
     shard: int = 0
     shards: int = 1
+    options: dict = field(default_factory=dict)  # the suite's options (config benchmarks.<b>.options)
+
+    def make_suite(self) -> Suite:
+        return get_suite(self.suite, f"benchmarks.{self.benchmark}.suite", self.options)
+
+    def sharded(self, shard: int, shards: int) -> "SuiteRun":
+        return SuiteRun(self.benchmark, self.suite, self.split, self.n, shard, shards, self.options)
 
     def tasks(self, suite: Suite) -> list[Task]:
         return suite.tasks(self.split, self.n)[self.shard:: self.shards]
@@ -32,13 +39,17 @@ class SuiteRun:
 def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
             progress: Callable[[int], None] | None = None) -> list[dict]:
     """Eval rows (results.COLUMNS) of `model` on every run, in run and task order."""
-    suites = {r.suite: get_suite(r.suite) for r in runs}
+    suites = {r.suite: r.make_suite() for r in runs}
     jobs, bench = [], []
     for r in runs:
         for t in r.tasks(suites[r.suite]):
             jobs.append((suites[r.suite], t, r.split))
             bench.append(r.benchmark)
-    episodes = run_mixed(jobs, policy, progress)
+    try:
+        episodes = run_mixed(jobs, policy, progress)
+    finally:
+        for s in suites.values():
+            s.close()
     return [{**ep.record(model), "benchmark": b} for ep, b in zip(episodes, bench)]
 
 
@@ -46,7 +57,7 @@ def sampling_by_suite(runs: list[SuiteRun], sampling: dict[str, dict]) -> dict[s
     """Per-benchmark sampling re-keyed by the suite's own name (what a policy sees on a task)."""
     out: dict[str, dict] = {}
     for r in runs:
-        name = get_suite(r.suite).name
+        name = r.make_suite().name
         if out.setdefault(name, sampling[r.benchmark]) != sampling[r.benchmark]:
             raise ValueError(f"suite {name!r} serves two benchmarks with different sampling")
         out[name] = sampling[r.benchmark]
@@ -54,4 +65,4 @@ def sampling_by_suite(runs: list[SuiteRun], sampling: dict[str, dict]) -> dict[s
 
 
 def count_tasks(runs: list[SuiteRun]) -> int:
-    return sum(len(r.tasks(get_suite(r.suite))) for r in runs)
+    return sum(len(r.tasks(r.make_suite())) for r in runs)

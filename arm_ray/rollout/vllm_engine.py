@@ -147,6 +147,7 @@ class VLLMPolicy:
         s = self.sampling[turn.task.suite]
         params = SamplingParams(temperature=s["temperature"], top_p=s["top_p"],
                                 max_tokens=min(s["max_new_tokens"], room), seed=self.request_seed(turn),
+                                min_tokens=min(s.get("min_new_tokens", 0), room),
                                 stop_token_ids=self.stop_ids, skip_special_tokens=False,
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         rid = str(next(_REQUEST_IDS))  # outputs carry the id given here (vLLM adds its own suffix inside)

@@ -84,6 +84,7 @@ def train_bpe_tokenizer(out: Path, texts, vocab_size: int, split_digits: bool = 
 def qwen3_config(vocab_size: int, shape: dict, eos_token_id: int | None = None, pad_token_id: int | None = None):
     from transformers import Qwen3Config
 
-    return Qwen3Config(vocab_size=vocab_size, max_position_embeddings=4096, tie_word_embeddings=True,
-                       rms_norm_eps=1e-6, rope_theta=10000.0, bos_token_id=None, eos_token_id=eos_token_id,
-                       pad_token_id=pad_token_id, **shape)
+    # a shape may set max_position_embeddings (τ²'s prompts outgrow 4096 toy tokens)
+    shape = {"max_position_embeddings": 4096, **shape}
+    return Qwen3Config(vocab_size=vocab_size, tie_word_embeddings=True, rms_norm_eps=1e-6, rope_theta=10000.0,
+                       bos_token_id=None, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **shape)

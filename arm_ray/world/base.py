@@ -62,6 +62,10 @@ class Env:
     def close(self) -> None:
         pass
 
+    def details(self) -> dict | None:
+        """Anything the benchmark's own tools want from the finished episode (kept in its eval row)."""
+        return None
+
 
 class Suite:
     name: str = ""
@@ -74,6 +78,12 @@ class Suite:
 
     def make_env(self, task: Task) -> Env:
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise (errors.ConfigError) when this suite's environment cannot run here; called before rollouts."""
+
+    def close(self) -> None:
+        """Release what the suite holds across episodes (servers, engines) once a run is done with it."""
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:
         """The oracle's next assistant text, read from the task and the conversation so far."""

@@ -75,3 +75,25 @@ def test_arm_with_dev_diagnosis_and_results_table(ray_local, trained_pool, tmp_p
     out = tmp_path / "run"
     report = ray_local.get(Coordinator.options(num_cpus=0.1).remote().run.remote(cfg, str(out)))
     check_diagnosis_and_results(out, report)
+
+
+def test_tau2_suites_on_vllm_actors(ray_local, long_pool):
+    """τ²'s own retail and airline tasks with a vLLM engine as the agent (a random model: scores near 0 are
+    expected): every episode is scored by τ²'s evaluator and recorded with τ²'s messages, no crash."""
+    pytest.importorskip("tau2")
+    from actors.rollout import RayRollouts
+
+    engine = Engine(dtype="float32", max_model_len=32768, cpu_kv_cache_gb=1).model_dump()
+    b = RayRollouts(engine, Resources(rollout_actors=1, rollout_num_cpus=0.5), seed=0)
+    runs = [SuiteRun("tau", "tau2_retail", "test", 3, options={"trials": 2}),
+            SuiteRun("air", "tau2_airline", "test", 2)]
+    try:
+        rows = b.evaluate({"base": str(long_pool / "base")}, runs, {"tau": SAMPLED, "air": SAMPLED})
+    finally:
+        b.shutdown()
+    want = [t.task_id for r in runs for t in r.make_suite().tasks("test", r.n)]
+    assert len(want) == 8 and sorted(r["task_id"] for r in rows) == sorted(want)
+    for r in rows:
+        assert r["finish_reason"] not in ("error", "context") and r["steps"] >= 1
+        sim = json.loads(r["trajectory"])["details"]["tau2"]
+        assert sim["reward_info"]["reward"] == r["reward"] and sim["termination_reason"] == r["finish_reason"]

@@ -14,8 +14,8 @@ SCORES = {
 
 
 def rows(model, bench, rewards, invalid=0, steps=2, finish="done"):
-    return [{"model": model, "benchmark": bench, "split": "test", "reward": r, "invalid_actions": invalid,
-             "steps": steps, "finish_reason": finish} for r in rewards]
+    return [{"model": model, "benchmark": bench, "split": "test", "task_id": f"{bench}-{finish}-{i}", "reward": r,
+             "invalid_actions": invalid, "steps": steps, "finish_reason": finish} for i, r in enumerate(rewards)]
 
 
 def test_summary_scores_and_rates():
@@ -26,6 +26,7 @@ def test_summary_scores_and_rates():
     assert s["score"] == pytest.approx(0.4)
     assert s["invalid_rate"] == pytest.approx(4 / 20)  # 4 invalid actions over 5 x 4 steps
     assert s["limit_rate"] == pytest.approx(0.2)
+    assert s["pass^k"] == {"1": pytest.approx(0.4)}  # one trial per task: pass^1 is the success rate
 
 
 def test_best_of_n_avg_ws_rhm_by_hand():
@@ -62,3 +63,10 @@ def test_table_rows_and_relative_change():
     assert "40.0 (-50.0%)" in merged  # 0.4 against 0.8
     assert "0.50 (-50.0%)" in merged  # RHM 0.5 against 1.0
     assert "25.0 (-50.0%)" in merged  # WS 0.25 against BEST's WS 0.5
+
+
+def test_table_without_the_experts_has_no_best_of_n():
+    scores = {"merged": SCORES["merged"]}
+    data, md = metrics.table(scores, [("merged", "merged")], ["e1", "e2"], BENCH)
+    assert data[0]["RHM"] is None and data[0]["AVG"] == pytest.approx(sum(SCORES["merged"].values()) / 3)
+    assert "(" not in md and "n/a" in md  # nothing to compare against
