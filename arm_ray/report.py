@@ -136,8 +136,7 @@ def _evaluation_md(r: dict) -> list[str]:
                 "threshold (gap above)."]
     if not ev:
         return out
-    n = ev["tasks_per_benchmark"]
-    out += ["", f"## Results ({ev['split']}, {n} tasks per benchmark)", "",
+    out += ["", f"## Results ({ev['split']}, {_episodes(ev)})", "",
             "Scores in percent; RHM is the harmonic mean of scores normalised by BEST-of-N (the best expert per "
             "benchmark, an oracle selector). In parentheses: relative change against BEST-of-N.", "",
             ev["table_md"], "", "Invalid-action rate (invalid actions / steps) and task-limit rate (episodes cut "
@@ -151,6 +150,15 @@ def _evaluation_md(r: dict) -> list[str]:
         out += [""] + [f"- **{b}**: {note}" for b, note in ev["notes"].items()]
     out += _intervals_md(r)
     return out
+
+
+def _episodes(ev: dict) -> str:
+    """How many episodes each benchmark's scores rest on (a suite's split may hold fewer tasks than asked for,
+    and τ² runs each task `trials` times)."""
+    counts = {b: max(row[b]["episodes"] for row in ev["summary"].values() if b in row) for b in ev["benchmarks"]}
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} episodes per benchmark"
+    return "episodes: " + ", ".join(f"{b} {n}" for b, n in counts.items())
 
 
 def _ci(v: list[float], scale: float = 100.0, sign: bool = False) -> str:
@@ -279,7 +287,7 @@ def plots(out: Path, r: dict) -> None:
         ax.set_xticks(np.arange(len(bench)) + width * (len(rows) - 1) / 2, bench)
         ax.set_ylabel(f"score on {ev['split']} (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"Rollout scores per benchmark ({ev['tasks_per_benchmark']} {ev['split']} tasks each)")
+        ax.set_title(f"Rollout scores per benchmark ({ev['split']}, {_episodes(ev)})")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
         fig.tight_layout()
         _savefig(fig, out / "results.png")

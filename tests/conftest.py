@@ -29,6 +29,23 @@ def long_pool(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def talkative_model(long_pool, tmp_path_factory):
+    """The tiny random model with its whitespace tokens silenced (zero embedding rows): it writes visible text."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(long_pool / "base")
+    model = AutoModelForCausalLM.from_pretrained(long_pool / "base")
+    blank = [i for i in range(len(tok)) if not tok.decode([i]).strip()]
+    with torch.no_grad():
+        model.get_input_embeddings().weight[blank] = 0.0
+    out = tmp_path_factory.mktemp("talkative")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tokenizer(perturbed_pool):
     from transformers import AutoTokenizer
 
@@ -118,7 +135,7 @@ def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
     assert set(diff) == {"tau_bench", "officebench", "agentbench_os", "dbbench", "AVG", "WS"}
     assert diff["dbbench"][0] == pytest.approx(scores["arm"]["dbbench"] - scores["backbone"]["dbbench"])
     md = (out / "report.md").read_text()
-    assert "## Dev rollouts (diagnosis)" in md and "## Results (test, 2 tasks per benchmark)" in md
+    assert "## Dev rollouts (diagnosis)" in md and "## Results (test, 2 episodes per benchmark)" in md
     assert "| ARM |" in md and "### ARM − AOS-selected backbone, paired by task" in md and "**Finding.**" in md
     assert (out / "results.png").stat().st_size > 0 and not (out / ".work" / "candidates").exists()
     return rows

@@ -242,11 +242,11 @@ class Tau2Suite(Suite):
         return LocalModelUser(instructions=str(scenario), llm=u.path, llm_args={}, generate=self._user_generate)
 
     def _user_generate(self, messages: list[dict], key: str) -> str:
-        """The engine user's reply (one request at a time: the engine is shared by the episodes' threads)."""
+        """The engine user's reply; its engine starts on the first call (the episodes' threads share it)."""
         with self._lock:
             if self._user_model is None:
                 self._user_model = _UserEngine(self.options.user)
-            return self._user_model.reply(messages, key)
+        return self._user_model.reply(messages, key)
 
     # -- τ²'s own results format --
     def write_results(self, rows: list[dict], path: Path, model: str) -> None:
@@ -596,10 +596,11 @@ class _UserEngine:
         self.engine = None
         if u.backend == "vllm":
             from arm_ray.config import Engine
-            from arm_ray.rollout.vllm_engine import VLLMEngine
+            from arm_ray.rollout.vllm_engine import ENGINE_LOCK, VLLMEngine
 
-            self.engine = VLLMEngine(Engine(**u.engine).model_dump(), seed=0, use_gpu=_has_gpu(), threads=1)
-            self.engine.load(u.path)
+            with ENGINE_LOCK:  # the agent's engine may be stepping in this process
+                self.engine = VLLMEngine(Engine(**u.engine).model_dump(), seed=0, use_gpu=_has_gpu(), threads=1)
+                self.engine.load(u.path)
             self.policy = self.engine.policy({"user": {"temperature": u.temperature, "top_p": u.top_p,
                                                        "max_new_tokens": u.max_new_tokens, "min_new_tokens": 1}})
         else:
@@ -622,7 +623,10 @@ class _UserEngine:
 
     def shutdown(self) -> None:
         if self.engine is not None:
-            self.engine.shutdown()
+            from arm_ray.rollout.vllm_engine import ENGINE_LOCK
+
+            with ENGINE_LOCK:
+                self.engine.shutdown()
 
 
 def _has_gpu() -> bool:

