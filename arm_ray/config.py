@@ -15,6 +15,10 @@ from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import PARSERS, RESPONSE
 
 
+# model names the run itself uses in traces and eval rows
+RESERVED_MODELS = ("base", "backbone", "arm")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -161,6 +165,15 @@ class RunConfig(_Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"operators: duplicate name {dup[0]!r}")
+        # traces, saliency rows and eval rows are keyed by model name: a candidate must not share one
+        for i, n in enumerate(names):
+            if n in self.experts or n in RESERVED_MODELS:
+                what = "an expert's name" if n in self.experts else "a name the results use"
+                raise ValueError(f"operators[{i}].name: {n!r} is {what} ({', '.join([*self.experts, *RESERVED_MODELS])}"
+                                 f" are taken); results are keyed by model name")
+        if self.conflict_policy == "larger_gap" and self.weak.benchmarks is not None:
+            raise ValueError("conflict_policy: larger_gap compares dev gaps, and weak.benchmarks gives none; use "
+                             "weak.dev_results or dev rollouts, or conflict_policy: skip")
         for b, spec in self.benchmarks.items():
             if spec.expert is not None and spec.expert not in self.experts:
                 raise ValueError(f"benchmarks.{b}.expert: {spec.expert!r} is not in experts "

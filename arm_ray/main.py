@@ -21,7 +21,7 @@ from arm_ray.errors import ArmError
 from arm_ray.registry import resolve
 
 DEFAULT_CONFIG = "configs/demo.yaml"
-log = logging.getLogger(__name__)
+log = logging.getLogger("arm_ray.main")  # also when run as __main__
 
 
 def _absolute(ref: str) -> str:
@@ -80,6 +80,11 @@ def run(argv=None) -> dict:
     init_ray(args.address)
     import ray
 
+    from arm_ray import capacity
+
+    capacity.check(cfg.resources, cfg.evaluation is not None,
+                   [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+
     from actors.coordinator import Coordinator
 
     coordinator = Coordinator.options(num_cpus=cfg.resources.coordinator_num_cpus).remote()
@@ -111,6 +116,9 @@ def main(argv=None) -> int:
     except ArmError as e:
         log.error(str(e))
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's code for SIGINT (outputs are written atomically)
+        log.error("interrupted; the output directory holds no complete model or report from this run")
+        return 130
     return 0
 
 

@@ -33,15 +33,24 @@ def _custom(method: str, where: str = "operator") -> Callable | None:
     return resolve(method, where) if is_dotted(method) else None
 
 
-def _mergekit_method(method: str):
+def _mergekit_method(method: str, where: str = "operator"):
     from mergekit import merge_methods
 
     try:
         return merge_methods.get(method)
     except RuntimeError:
         known = ", ".join(sorted(m.spec.name for m in merge_methods.registered_methods()))
-        raise ConfigError(f"unknown operator {method!r}; mergekit methods: {known}; "
+        raise ConfigError(f"{where}: unknown operator {method!r}; mergekit methods: {known}; "
                           "or name your own as 'package.module:function'") from None
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    """A parameter value of mergekit's declared type (a bool is not a number; an int is a float)."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):
+        return isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else True
 
 
 def uses_base(method: str) -> bool:
@@ -58,12 +67,16 @@ def validate(recipe: Recipe, n_experts: int, where: str) -> None:
         return
     from mergekit.merge_methods.base import BasePolicy
 
-    m = _mergekit_method(recipe.method)
+    m = _mergekit_method(recipe.method, f"{where}.method")
     spec = {p.name: p for p in m.spec.parameters}
-    for k in recipe.parameters:
+    for k, v in recipe.parameters.items():
         if k not in spec:
             raise ConfigError(f"{where}.parameters.{k}: unknown parameter for {recipe.method}; "
                               f"expected one of {', '.join(spec) or '(none)'}")
+        kind = spec[k].value_type
+        if not all(_of_type(x, kind) for x in (v.values() if isinstance(v, dict) else [v])):
+            raise ConfigError(f"{where}.parameters.{k}: {recipe.method} takes a {kind.__name__} "
+                              f"(or one per expert), got {v!r}")
     for p in m.spec.parameters:
         required = type(p.default).__name__ == "object"  # mergekit's "no default" sentinel
         if required and p.name not in recipe.parameters:

@@ -7,6 +7,7 @@ seconds) and again inside the coordinator, and returns the run's `Context`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +54,34 @@ def remove_stale_outputs(out: Path) -> None:
     for name in RUN_OUTPUTS:
         if (out / name).is_file():
             (out / name).unlink()
+    for tmp in out.glob(".*.tmp-*"):  # a killed run's half-written files (checkpoints.py's atomic writes)
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     shutil.rmtree(out / "results", ignore_errors=True)  # benchmarks' own results files, written per run
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prepare(cfg: RunConfig) -> Context:
     """Every check that can fail, before any weight is loaded: checkpoints, operators, suites, data, roles, weak."""
     base = checkpoints.open_checkpoint(cfg.base.path, "base")
     experts = {n: checkpoints.open_checkpoint(cfg.experts[n].path, n) for n in cfg.expert_names()}
+    seen: dict[Path, str] = {Path(base.path).resolve(): "base"}
+    for n, c in experts.items():  # one checkpoint under two names would be merged with itself, silently
+        where = Path(c.path).resolve()
+        if where in seen:
+            raise ConfigError(f"experts.{n}.path: {c.path} is the same checkpoint as "
+                              f"{'base.path' if seen[where] == 'base' else f'experts.{seen[where]}.path'}")
+        seen[where] = n
     checkpoints.check_compatible([base, *experts.values()])
     try:
         mlp_names(base.config.get("model_type", ""))
@@ -75,7 +97,16 @@ def prepare(cfg: RunConfig) -> Context:
         except ConfigError as e:
             raise ConfigError(f"benchmarks.{b}.{e}") from None
     packed, warnings = encode_calibration(cfg, base)
+    context = base.config.get("max_position_embeddings")
+    if isinstance(context, int) and cfg.calibration.max_length > context:
+        warnings.append(f"calibration.max_length: {cfg.calibration.max_length} tokens exceeds the base model's "
+                        f"max_position_embeddings ({context}); longer trajectories are traced past its context")
     dev_scores = load_dev_scores(cfg) if cfg.weak.dev_results else None
+    if dev_scores is not None:
+        extra = sorted({b for row in dev_scores.values() if isinstance(row, dict) for b in row} - set(cfg.benchmarks))
+        if extra:
+            warnings.append(f"weak.dev_results: {cfg.weak.dev_results} scores benchmarks the config does not have "
+                            f"({', '.join(extra)}); they are ignored")
     return Context(cfg, base, experts, recipes, packed, dev_scores, warnings)
 
 
@@ -89,6 +120,9 @@ def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[di
     for i, f in enumerate(cfg.calibration.files):
         loaded = load_trajectories(f.path, f.benchmark, f.sample, cfg.calibration.seed)
         warnings += require_clean(loaded, f.path, cfg.calibration.allow_bad_records)
+        if f.sample is not None and f.sample > len(loaded.trajectories):
+            warnings.append(f"calibration.files[{i}].sample: {f.sample} asked, {f.path} has "
+                            f"{len(loaded.trajectories)} usable records; all of them are used")
         for t in loaded.trajectories:
             if t.benchmark is None:
                 raise DataError(f"{t.source}: record has no `benchmark` field and calibration.files[{i}] "

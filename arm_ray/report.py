@@ -39,6 +39,7 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
         "output_model": "model",
         "backbone_model": "backbone" if cfg.save_backbone else None,
     }
+    r["warnings"] = list(ctx.warnings)  # also logged: what a reader of the report alone must see too
     if timings is not None:
         r["timings"] = dict(timings)
     if evaluation is not None and evaluation.table is not None:
@@ -139,8 +140,9 @@ def _evaluation_md(r: dict) -> list[str]:
     out += ["", f"## Results ({ev['split']}, {_episodes(ev)})", "",
             "Scores in percent; RHM is the harmonic mean of scores normalised by BEST-of-N (the best expert per "
             "benchmark, an oracle selector). In parentheses: relative change against BEST-of-N.", "",
-            ev["table_md"], "", "Invalid-action rate (invalid actions / steps) and task-limit rate (episodes cut "
-            "at the step limit):", "", ev["rates_md"], "", "Sampling: " + "; ".join(
+            ev["table_md"], "", "Invalid-action rate (invalid actions / steps), task-limit rate (episodes cut "
+            "at the step limit) and error rate (episodes whose environment failed, scored 0):", "", ev["rates_md"],
+            "", "Sampling: " + "; ".join(
                 f"{b} T={s['temperature']}, top-p={s['top_p']}, max {s['max_new_tokens']} new tokens"
                 for b, s in ev["sampling"].items()),
             "", "![results](results.png)"]

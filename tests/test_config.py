@@ -107,3 +107,18 @@ def test_sampling_defaults_are_the_papers(tmp_path):
     assert cfg.sampling_of("officebench").model_dump() == {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": 64}
     assert cfg.sampling_of("agentbench_os").temperature == 0.7
     assert cfg.evaluated == ["tau_bench", "officebench", "agentbench_os"]
+
+
+def test_an_operator_cannot_take_a_models_name(tmp_path):
+    for name in ("tau", "arm", "backbone"):
+        cfg = with_suites(tmp_path, evaluation={})
+        cfg["operators"][1]["name"] = name
+        with pytest.raises(ConfigError, match=rf"operators\[1\]\.name: '{name}' is .*results are keyed by model name"):
+            parse_config(cfg)
+
+
+def test_larger_gap_needs_gaps(tmp_path):
+    cfg = with_suites(tmp_path, evaluation={})
+    cfg.update(conflict_policy="larger_gap", weak={"benchmarks": ["tau_bench"]})
+    with pytest.raises(ConfigError, match="conflict_policy: larger_gap compares dev gaps, and weak.benchmarks"):
+        parse_config(cfg)

@@ -123,8 +123,17 @@ def prepare(cfg_dict):
 
 
 def test_unknown_operator_and_parameter(perturbed_pool):
-    with pytest.raises(ConfigError, match="unknown operator 'tiez'"):
-        prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "tiez"}]))
+    ops = [{"name": "a", "method": "linear", "parameters": {"weight": 1.0}}, {"name": "x", "method": "tiez"}]
+    with pytest.raises(ConfigError, match=r"^operators\[1\] \(x\)\.method: unknown operator 'tiez'"):
+        prepare(tiny_config(perturbed_pool, operators=ops))
+    # a parameter of the wrong type fails here, naming the operator and the parameter (not after tracing)
+    for bad in ("high", True, [0.5]):
+        with pytest.raises(ConfigError, match=r"^operators\[0\] \(x\)\.parameters\.density: ties takes a float"):
+            prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "ties",
+                                                       "parameters": {"weight": 1.0, "density": bad}}]))
+    with pytest.raises(ConfigError, match=r"parameters\.filter_wise: model_stock takes a bool"):
+        prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "model_stock",
+                                                   "parameters": {"filter_wise": "no"}}]))
     with pytest.raises(ConfigError, match=r"operators\[0\] \(x\).parameters.densty: unknown parameter for ties"):
         prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "ties",
                                                    "parameters": {"weight": 1.0, "densty": 0.5}}]))
@@ -227,3 +236,52 @@ def test_a_dead_user_endpoint_stops_the_run_in_preflight(long_pool):
     with pytest.raises(ConfigError, match=r"^benchmarks\.tau_bench\.options\.user: endpoint http://127\.0\.0\.1:9/v1 "
                                           r"does not answer"):
         prepare(cfg)
+
+
+def test_one_checkpoint_under_two_names_is_refused(perturbed_pool):
+    cfg = tiny_config(perturbed_pool)
+    cfg["experts"]["os"]["path"] = str(perturbed_pool / "expert_officebench") + "/"
+    with pytest.raises(ConfigError, match=r"^experts\.os\.path: .* is the same checkpoint as experts\.office\.path"):
+        prepare(cfg)
+    cfg = tiny_config(perturbed_pool)
+    cfg["experts"]["tau"]["path"] = str(perturbed_pool / "base")
+    with pytest.raises(ConfigError, match=r"^experts\.tau\.path: .* is the same checkpoint as base\.path"):
+        prepare(cfg)
+
+
+def test_suspect_input_is_warned_about_in_report_json(perturbed_pool, tmp_path):
+    """Each of these used to pass silently; now each is a warning, logged and kept in report.json."""
+    cal = tmp_path / "tau.jsonl"
+    lines = (perturbed_pool / "calibration" / "tau_bench.jsonl").read_text().splitlines()
+    cal.write_text("\n".join(lines + ["{not json"]) + "\n")
+    dev = {m: {"tau_bench": 0.5, "officebench": 0.5, "agentbench_os": 0.5, "webshop": 0.1}
+           for m in ("tau", "office", "os", "average", "ties", "dare_ties")}
+    (tmp_path / "dev.json").write_text(json.dumps(dev))
+    cfg = tiny_config(perturbed_pool, weak={"dev_results": str(tmp_path / "dev.json")})
+    cfg["calibration"]["files"][0] = {"path": str(cal), "sample": 1000}
+    cfg["calibration"].update(max_length=8192, allow_bad_records=True)
+    cfg["operators"] = cfg["operators"][:1]
+    report = run_local(cfg, tmp_path / "run")
+    w = "\n".join(report["warnings"])
+    assert f"{cal}: 1 of {len(lines) + 1} records are malformed and were dropped" in w
+    assert f"calibration.files[0].sample: 1000 asked, {cal} has {len(lines)} usable records" in w
+    assert "calibration.max_length: 8192 tokens exceeds the base model's max_position_embeddings (4096)" in w
+    assert "scores benchmarks the config does not have (webshop)" in w
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["warnings"] == report["warnings"]
+
+
+def test_a_killed_runs_half_written_directories_are_removed(tmp_path):
+    import os
+    import subprocess
+
+    from arm_ray.prepare import remove_stale_outputs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f".model.tmp-{gone.pid}"  # a writer that has exited
+    mine = tmp_path / f".model.tmp-{os.getpid()}"  # a live writer's: kept
+    for d in (dead, mine):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"x")
+    remove_stale_outputs(tmp_path)
+    assert not dead.exists() and mine.exists()

@@ -10,7 +10,9 @@ statistic over the resamples, beside the statistic on the tasks themselves.
     paired difference A - B: every resample draws the same task indices for
     both models, so each task's pair of rewards stays together.
 The same seed gives the same indices to every model, so intervals are
-comparable across rows and do not change from run to run.
+comparable across rows and do not change from run to run. Trials of one task
+(task ids `…#0`, `…#1`: τ²'s `trials`) are one unit, resampled together: the
+task's value is their mean reward, so repeated trials never pass for more tasks.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ STATS = ("AVG", "WS")
 
 
 def per_task(rows: list[dict], split: str, model: str, benchmarks: list[str]) -> dict[str, np.ndarray]:
-    """{benchmark: rewards in task-id order} of one model on one split."""
+    """{benchmark: each task's reward (the mean over its trials), in task-id order} of one model on one split."""
     out = {}
     for b in benchmarks:
         picked = sorted((r["task_id"], r["reward"]) for r in rows
                         if r["model"] == model and r["split"] == split and r["benchmark"] == b)
         if not picked:
             raise ValueError(f"no {split} episode of {model} on {b}")
-        out[b] = np.array([reward for _, reward in picked], dtype=np.float64)
         ids = [t for t, _ in picked]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{model} on {b}: a task id appears twice; pairing needs one episode per task")
+        trials: dict[str, list[float]] = {}
+        for t, reward in picked:
+            trials.setdefault(t.split("#")[0], []).append(reward)
+        out[b] = np.array([np.mean(v) for _, v in sorted(trials.items())], dtype=np.float64)
     return out
 
 

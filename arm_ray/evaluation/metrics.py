@@ -117,11 +117,14 @@ def table(scores: dict[str, dict[str, float]], rows: list[tuple[str, str]], expe
 
 
 def rates_table(summary: dict[str, dict[str, dict]], models: list[str], benchmarks: list[str]) -> str:
-    """Invalid-action and task-limit rates per model and benchmark (Markdown)."""
-    lines = ["| model | " + " | ".join(f"{b} invalid / limit" for b in benchmarks) + " |",
+    """Invalid-action, task-limit and environment-error rates per model and benchmark (Markdown).
+
+    An episode whose environment failed (`finish_reason: error`) scores 0 without the model being at fault:
+    the error rate says how much of a score that explains."""
+    lines = ["| model | " + " | ".join(f"{b} invalid / limit / error" for b in benchmarks) + " |",
              "|---|" + "---:|" * len(benchmarks)]
     for m in models:
-        cells = [f"{100 * summary[m][b]['invalid_rate']:.0f}% / {100 * summary[m][b]['limit_rate']:.0f}%"
-                 for b in benchmarks]
+        cells = [f"{100 * summary[m][b]['invalid_rate']:.0f}% / {100 * summary[m][b]['limit_rate']:.0f}% / "
+                 f"{100 * summary[m][b]['error_rate']:.0f}%" for b in benchmarks]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from arm_ray.benchmarks import get_suite
+from arm_ray.errors import ConfigError
 from arm_ray.rollout.agent import Policy, StreamingPolicy, run_mixed
 from arm_ray.world.base import Suite, Task
 
@@ -40,6 +41,11 @@ def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
             progress: Callable[[int], None] | None = None) -> list[dict]:
     """Eval rows (results.COLUMNS) of `model` on every run, in run and task order."""
     suites = {r.suite: r.make_suite() for r in runs}
+    for r in runs:  # where the episodes run (a rollout actor's node): a suite that cannot run stops the job here
+        try:
+            suites[r.suite].check()
+        except ConfigError as e:
+            raise ConfigError(f"benchmarks.{r.benchmark}.{e}") from None
     jobs, bench = [], []
     for r in runs:
         for t in r.tasks(suites[r.suite]):

@@ -87,6 +87,20 @@ class ShellSuite(Suite):
     parser = "agentbench_os"
     max_steps = 8
 
+    def check(self) -> None:
+        """The sandbox runs a command here, or the run stops before any rollout (not a table of zeros)."""
+        from arm_ray.errors import ConfigError
+
+        with tempfile.TemporaryDirectory(prefix="arm_ray_check_") as d:
+            Path(d).chmod(0o777)
+            try:
+                result = sandbox.run("echo sandbox-ok", Path(d), timeout=10)
+            except sandbox.SandboxUnavailable as e:
+                raise ConfigError(f"suite: {self.name}: {e}") from None
+        if result.output.strip() != "sandbox-ok":
+            raise ConfigError(f"suite: {self.name}: the bubblewrap sandbox does not run commands here (exit "
+                              f"{result.returncode}: {result.output.strip()[:200]!r})")
+
     def _make_task(self, rng: random.Random, index: int) -> Task:
         kind = rng.choice(["count_ext", "count_lines", "sum", "create"])
         files = {}

@@ -42,3 +42,15 @@ def test_unpaired_tasks_are_refused():
         paired_difference(data, "x", "y", ["a"])
     with pytest.raises(ValueError, match="no test episode of z on a"):
         model_intervals(data, ["z"], ["a"])
+
+
+def test_trials_of_a_task_are_resampled_as_one_task():
+    # two tasks with 3 trials each, all-fail and all-pass: still two units, so the interval is the two-task
+    # one [0, 1]; counted as 6 independent tasks it would be narrower (the 2.5 % point of k/6 is above 0)
+    data = [{"model": "m", "benchmark": "a", "split": "test", "task_id": f"a-{i}#{t}", "reward": float(i)}
+            for i in range(2) for t in range(3)]
+    assert model_intervals(data, ["m"], ["a"], n_boot=20000)["m"]["AVG"] == [0.5, 0.0, 1.0]
+    # a task's value is its trials' mean: trials [1, 0] and [1, 1] give 0.5 and 1
+    data = rows("m", "a", [1.0, 0.0]) + rows("m", "b", [1.0, 1.0])
+    data = [{**r, "benchmark": "a", "task_id": f"a-{r['benchmark']}#{r['task_id'][-1]}"} for r in data]
+    assert model_intervals(data, ["m"], ["a"], n_boot=20000)["m"]["AVG"] == [0.75, 0.5, 1.0]

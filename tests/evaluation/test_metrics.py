@@ -70,3 +70,9 @@ def test_table_without_the_experts_has_no_best_of_n():
     data, md = metrics.table(scores, [("merged", "merged")], ["e1", "e2"], BENCH)
     assert data[0]["RHM"] is None and data[0]["AVG"] == pytest.approx(sum(SCORES["merged"].values()) / 3)
     assert "(" not in md and "n/a" in md  # nothing to compare against
+
+
+def test_rates_table_shows_environment_errors():
+    data = rows("m", "a", [1.0, 0.0], steps=2) + rows("m", "a", [0.0, 0.0], finish="error", steps=1)
+    md = metrics.rates_table(metrics.summarize(data, "test"), ["m"], ["a"])
+    assert "a invalid / limit / error" in md and "| m | 0% / 0% / 50% |" in md

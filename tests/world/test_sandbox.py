@@ -40,3 +40,40 @@ def test_no_network(workdir):
 def test_time_limit(workdir):
     r = sandbox.run("sleep 30", workdir, timeout=1)
     assert r.timed_out
+
+
+def _path_without_bwrap(tmp_path, fake: str | None = None) -> str:
+    """A PATH with bash and coreutils but no working bwrap (or a `fake` bwrap script)."""
+    import os
+    import shutil
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("bash", "sh", "env"):
+        os.symlink(shutil.which(tool), bindir / tool)
+    if fake is not None:
+        (bindir / "bwrap").write_text(fake)
+        (bindir / "bwrap").chmod(0o755)
+    return str(bindir)
+
+
+@pytest.mark.parametrize("fake", [None, "#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"])
+def test_a_suite_whose_sandbox_cannot_run_stops_before_any_episode(tmp_path, monkeypatch, fake):
+    from arm_ray.errors import ConfigError
+    from arm_ray.rollout.run import SuiteRun, rollout
+    from arm_ray.world.shell import ShellSuite
+
+    ShellSuite().check()  # here it runs
+    monkeypatch.setenv("PATH", _path_without_bwrap(tmp_path, fake))
+    with pytest.raises(ConfigError, match=r"^suite: shell: .*(not installed|could not start the sandbox)"):
+        ShellSuite().check()
+    asked = []
+
+    def policy(turns):
+        asked.extend(turns)
+        return ["Act: finish"] * len(turns)
+
+    # not a run of zero scores: the job stops before its first episode, naming the benchmark
+    with pytest.raises(ConfigError, match=r"^benchmarks\.os\.suite: shell: "):
+        rollout(policy, "m", [SuiteRun("os", "shell", "test", 2)])
+    assert asked == []
