@@ -121,16 +121,20 @@ def resolve(ref: str) -> Path:
         if not p.is_dir():
             raise CheckpointError(f"{ref}: expected a checkpoint directory, found a file")
         return p
+    here = "" if p.is_absolute() else f" (relative paths are relative to the working directory {Path.cwd()})"
     if ref.startswith((".", "/", "~")) or ref.count("/") != 1:
-        raise CheckpointError(f"{ref}: no such checkpoint directory (and not a hub id of the form owner/name)")
+        raise CheckpointError(f"{ref}: no such checkpoint directory{here}, and not a hub id of the form owner/name")
+    if p.parent.is_dir():  # `pool/base` beside an existing `pool/`: a local path that is missing, not a hub id
+        raise CheckpointError(f"{ref}: no such checkpoint directory{here}; {p.parent}/ exists but holds no "
+                              f"{p.name!r}")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(ref, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
                                                            "*.jinja"]))
     except Exception as e:
-        raise CheckpointError(f"{ref}: not a local directory, and the hub download failed ({type(e).__name__}: {e})"
-                              ) from None
+        raise CheckpointError(f"{ref}: not a local directory{here}, and the hub download failed "
+                              f"({type(e).__name__}: {e})") from None
 
 
 def open_checkpoint(ref: str, name: str | None = None) -> Checkpoint:

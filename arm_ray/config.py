@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import PARSERS, RESPONSE
 
-
 # model names the run itself uses in traces and eval rows
 RESERVED_MODELS = ("base", "backbone", "arm")
 
@@ -282,9 +281,15 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        # the parser notices a problem where it gives up (often the next line); the construct it was reading
+        # (`context_mark`: an unclosed brace or quote, a key without its colon) starts at the culprit
+        mark, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        if context is not None and mark is not None and context.line != mark.line:
+            raise ConfigError(f"{path}:{context.line + 1}: not valid YAML ({e.context}: {problem}, noticed at "
+                              f"line {mark.line + 1})") from None
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return parse_config(data, str(path))

@@ -74,7 +74,7 @@ def run(argv=None) -> dict:
     out = Path(args.output).expanduser().resolve()
     from arm_ray.prepare import check_output_dir, prepare
 
-    check_output_dir(out, args.overwrite)
+    check_output_dir(out, args.overwrite, probe=not args.no_preflight)
     if not args.no_preflight:
         prepare(cfg)
     init_ray(args.address)

@@ -23,7 +23,7 @@ from arm_ray.architectures import mlp_names
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError
 from arm_ray.evaluation import diagnosis, intervals, metrics
-from arm_ray.prepare import Context, check_output_dir, prepare, remove_stale_outputs
+from arm_ray.prepare import Context, RunLock, check_output_dir, prepare, remove_stale_outputs
 from arm_ray.rollout import results as eval_results
 from arm_ray.rollout.backend import RolloutBackend
 from arm_ray.rollout.run import SuiteRun, count_tasks
@@ -77,30 +77,31 @@ def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingB
         raise ConfigError("evaluation: this runner has no rollout backend; remove `evaluation` or run through "
                           "python -m arm_ray.main")
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_outputs(out)
-    with clock("prepare"):
-        ctx = prepare(cfg)
-    for w in ctx.warnings:
-        log.warning(w)
-    tracing, rollouts = tracing_factory(ctx), Lazy(rollouts_factory, cfg)
-    work = out / ".work"
-    backbone_dir = out / "backbone" if cfg.save_backbone else work / "backbone"
-    with clock("trace"):  # steps 1 + 2: each candidate is built where it is traced
-        traces = trace(ctx, tracing, out, progress)
-    with clock("select"):  # step 2: AOS
-        chosen = select(ctx, traces)
-    with clock("backbone"):  # on disk now: dev rollouts evaluate it, the transplant edits a copy of it
-        write_backbone(ctx, chosen, tracing, backbone_dir)
-    with clock("diagnose"):  # step 3: which benchmarks the backbone is weak on
-        weak, dev_rows, dev_scores = diagnose(ctx, chosen, backbone_dir, rollouts, progress)
-    with clock("transplant"):  # step 3: protection, transplant sets, conflicts, the weight edit
-        plan = plan_transplant(ctx, chosen, weak)
-        write_model(ctx, traces, chosen, plan, backbone_dir, out, progress)
-    with clock("evaluate"):  # the results table: test rollouts of the models the config names
-        evaluation = evaluate(ctx, chosen, backbone_dir, out, tracing, rollouts, progress, dev_rows, dev_scores)
-    state = report.build(ctx, traces, chosen, plan, evaluation, clock.timings)
-    report.write(out, state)
-    return state
+    with RunLock(out):  # one run per output directory at a time
+        remove_stale_outputs(out)
+        with clock("prepare"):
+            ctx = prepare(cfg)
+        for w in ctx.warnings:
+            log.warning(w)
+        tracing, rollouts = tracing_factory(ctx), Lazy(rollouts_factory, cfg)
+        work = out / ".work"
+        backbone_dir = out / "backbone" if cfg.save_backbone else work / "backbone"
+        with clock("trace"):  # steps 1 + 2: each candidate is built where it is traced
+            traces = trace(ctx, tracing, out, progress)
+        with clock("select"):  # step 2: AOS
+            chosen = select(ctx, traces)
+        with clock("backbone"):  # on disk now: dev rollouts evaluate it, the transplant edits a copy of it
+            write_backbone(ctx, chosen, tracing, backbone_dir)
+        with clock("diagnose"):  # step 3: which benchmarks the backbone is weak on
+            weak, dev_rows, dev_scores = diagnose(ctx, chosen, backbone_dir, rollouts, progress)
+        with clock("transplant"):  # step 3: protection, transplant sets, conflicts, the weight edit
+            plan = plan_transplant(ctx, chosen, weak)
+            write_model(ctx, traces, chosen, plan, backbone_dir, out, progress)
+        with clock("evaluate"):  # the results table: test rollouts of the models the config names
+            evaluation = evaluate(ctx, chosen, backbone_dir, out, tracing, rollouts, progress, dev_rows, dev_scores)
+        state = report.build(ctx, traces, chosen, plan, evaluation, clock.timings)
+        report.write(out, state)
+        return state
 
 
 # -- the stages --------------------------------------------------------------------------------------------

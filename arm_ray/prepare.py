@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +43,64 @@ class Context:
                        self.cfg.trace.dtype, device)
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
+def check_output_dir(out: Path, overwrite: bool, probe: bool = True) -> None:
+    """Before any work: no finished run is replaced by accident, no other run is writing there, it is writable
+    (`probe=False`: not tried, for a driver that does not see the workers' storage)."""
     present = [n for n in RUN_OUTPUTS if (out / n).exists()]
     if present and not overwrite:
         raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --overwrite to replace it")
+    RunLock(out).refuse_if_held()
+    if not probe:
+        return
+    probe_dir = out if out.exists() else next(p for p in out.parents if p.exists())
+    probe = probe_dir / f".arm_ray_write_probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--output {out}: cannot write in {probe_dir} ({type(e).__name__}: {e.strerror or e}); "
+                          "relative paths are relative to the working directory") from None
+
+
+class RunLock:
+    """`out/.arm_ray.lock`, created exclusively and holding host and pid: a second run into the same directory
+    is refused while the first lives. A lock left by a dead process on this host is taken over."""
+
+    def __init__(self, out: Path):
+        self.out, self.path = Path(out), Path(out) / ".arm_ray.lock"
+
+    def _holder(self) -> tuple[str, int] | None:
+        try:
+            host, pid = self.path.read_text().split()
+            return host, int(pid)
+        except (OSError, ValueError):
+            return None
+
+    def refuse_if_held(self) -> None:
+        holder = self._holder()
+        if holder is None:
+            return
+        host, pid = holder
+        if host == socket.gethostname() and not _alive(pid):
+            return  # stale: taken over when the run starts
+        raise ConfigError(f"{self.out} is in use by another run (host {host}, pid {pid}); wait for it, or delete "
+                          f"{self.path} if that run is gone")
+
+    def __enter__(self) -> "RunLock":
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self.refuse_if_held()
+                self.path.unlink(missing_ok=True)  # a dead process's lock
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{socket.gethostname()} {os.getpid()}\n")
+            return self
+        raise ConfigError(f"{self.out}: could not take {self.path}")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def remove_stale_outputs(out: Path) -> None:
@@ -116,9 +171,12 @@ def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[di
     tok = AutoTokenizer.from_pretrained(base.path)
     encoder = TrajectoryEncoder(tok, cfg.calibration.positions, cfg.calibration.max_length)
     by_bench: dict[str, list] = {b: [] for b in cfg.in_domain}
+    sources: dict[str, list[str]] = {b: [] for b in cfg.in_domain}  # the files each benchmark's records came from
     warnings = []
     for i, f in enumerate(cfg.calibration.files):
         loaded = load_trajectories(f.path, f.benchmark, f.sample, cfg.calibration.seed)
+        if loaded.n_records == 0:
+            raise DataError(f"calibration.files[{i}]: {f.path} holds no records")
         warnings += require_clean(loaded, f.path, cfg.calibration.allow_bad_records)
         if f.sample is not None and f.sample > len(loaded.trajectories):
             warnings.append(f"calibration.files[{i}].sample: {f.sample} asked, {f.path} has "
@@ -131,6 +189,8 @@ def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[di
                 raise DataError(f"{t.source}: benchmark {t.benchmark!r} is not in the config's benchmarks")
             if t.benchmark in by_bench:  # out-of-domain benchmarks are evaluated, never traced
                 by_bench[t.benchmark].append(t)
+                if f.path not in sources[t.benchmark]:
+                    sources[t.benchmark].append(f.path)
     packed = {}
     for b, trajs in by_bench.items():
         role = cfg.role_of(b)
@@ -144,8 +204,8 @@ def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[di
                             f"calibration.max_length={cfg.calibration.max_length} tokens")
         packed[b] = pack_trajectories(encoded, [(b, r) for r in roles], cfg.trace.max_tokens_per_batch)
         if packed[b].n_tokens[0] == 0:
-            raise DataError(f"benchmark {b}: no calibration trajectory has a {role!r} token "
-                            f"(parser {cfg.parser_of(b)}); check the data or the role")
+            raise DataError(f"benchmark {b}: no calibration trajectory in {', '.join(sources[b])} has a {role!r} "
+                            f"token (parser {cfg.parser_of(b)}); check the data or the role")
     return packed, warnings
 
 

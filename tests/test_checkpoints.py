@@ -30,9 +30,15 @@ def test_truncated_and_garbage_safetensors(perturbed_pool, tmp_path):
         checkpoints.open_checkpoint(str(ck))
 
 
-def test_missing_dir_and_hub_id_without_network(tmp_path):
+def test_missing_dir_and_hub_id_without_network(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="no such checkpoint directory"):
         checkpoints.open_checkpoint(str(tmp_path / "nope"))
+    # `pool/base` with a `pool/` here is a missing local directory, not a hub id to download
+    (tmp_path / "pool").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=r"^pool/base: no such checkpoint directory \(relative paths are "
+                                              rf"relative to the working directory {tmp_path}\); pool/ exists"):
+        checkpoints.open_checkpoint("pool/base")
 
 
 def test_compatibility_names_models_and_field(perturbed_pool, tmp_path):

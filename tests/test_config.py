@@ -56,8 +56,14 @@ def test_weak_takes_at_most_one_source(tmp_path):
 def test_yaml_error_names_line(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("name: x\nbase: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: not valid YAML"):
         load_config(p)
+    # the culprit's line, not the line where the parser gave up
+    for text, line in [("name: x\nseed 0\nbase: {path: a}\n", 2), ("name: x\nbase: {path: a\nseed: 0\n", 2),
+                       ('name: "x\nseed: 0\n', 1), ("name: x\n  seed: 0\nbase: 1\n", 2)]:
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=rf"c.yaml:{line}: not valid YAML"):
+            load_config(p)
 
 
 def with_suites(tmp_path, **over):

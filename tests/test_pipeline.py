@@ -155,7 +155,12 @@ def test_benchmark_without_role_token(perturbed_pool, tmp_path):
     (tmp_path / "t.jsonl").write_text("\n".join(relabelled) + "\n")
     cfg = tiny_config(perturbed_pool)
     cfg["calibration"]["files"][0] = {"path": str(tmp_path / "t.jsonl")}
-    with pytest.raises(DataError, match="benchmark tau_bench: no calibration trajectory has a 'tool_call' token"):
+    with pytest.raises(DataError, match=rf"benchmark tau_bench: no calibration trajectory in {tmp_path}/t.jsonl "
+                                        r"has a 'tool_call' token"):
+        prepare(cfg)
+    (tmp_path / "empty.jsonl").write_text("")
+    cfg["calibration"]["files"][0] = {"path": str(tmp_path / "empty.jsonl")}
+    with pytest.raises(DataError, match=r"^calibration\.files\[0\]: .*/empty\.jsonl holds no records"):
         prepare(cfg)
 
 
@@ -285,3 +290,32 @@ def test_a_killed_runs_half_written_directories_are_removed(tmp_path):
         (d / "model.safetensors").write_bytes(b"x")
     remove_stale_outputs(tmp_path)
     assert not dead.exists() and mine.exists()
+
+
+def test_a_second_run_into_the_same_directory_is_refused(perturbed_pool, tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from arm_ray.prepare import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):  # a run in progress (this process)
+        with pytest.raises(ConfigError, match=rf"is in use by another run \(host .*, pid {os.getpid()}\)"):
+            run_local(tiny_config(perturbed_pool), out)
+    assert not (out / ".arm_ray.lock").exists()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (out / ".arm_ray.lock").write_text(f"{socket.gethostname()} {gone.pid}\n")  # a killed run's lock: taken over
+    cfg = tiny_config(perturbed_pool)
+    cfg["operators"] = cfg["operators"][:1]
+    assert run_local(cfg, out)["selected"] == "average" and not (out / ".arm_ray.lock").exists()
+
+
+def test_an_output_path_that_cannot_be_written_fails_before_work(tmp_path):
+    from arm_ray.prepare import check_output_dir
+
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match=r"^--output .*/a_file/run: cannot write in .*/a_file \(NotADirectoryError"):
+        check_output_dir(tmp_path / "a_file" / "run", overwrite=False)

@@ -12,6 +12,7 @@ Named from a config by the dotted string `arm_ray.toy.perturbed:build_perturbed_
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from arm_ray.checkpoints import atomic_dir
@@ -21,6 +22,9 @@ from arm_ray.toy.synthetic import GENERATORS, corpus_lines, make_trajectories
 
 # the benchmarks the perturbed experts stand for: the parsers of the synthetic trajectories
 BENCHMARKS = tuple(GENERATORS)
+
+
+log = logging.getLogger(__name__)
 
 
 def build_tokenizer(out: Path, seed: int = 0, vocab_size: int = 640):
@@ -76,6 +80,8 @@ def build_perturbed_pool(out: str, seed: int = 0, n_calibration: int = 16, shape
     stamp = pool_stamp({"v": 1, "seed": seed, "n": n_calibration, "shape": shape, "benchmarks": list(benchmarks)})
     if is_built(out_path, stamp):
         return out_path
+    log.info(f"building the perturbed toy pool in {out_path.resolve()} (relative paths are relative to the "
+             "working directory; seconds, then cached)")
     with atomic_dir(out_path, overwrite=True) as tmp:
         build_tokenizer(tmp / "tokenizer", seed)
         build_models(tmp, tmp / "tokenizer", seed, shape, tuple(benchmarks))

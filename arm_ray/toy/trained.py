@@ -192,6 +192,9 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
     stamp = pool_stamp({"version": VERSION, **asdict(spec)})
     if is_built(out, stamp):
         return out
+    # said aloud: a relative `out` run from another directory builds a second pool there
+    log.info(f"[toy pool] building the {preset} pool in {out.resolve()} (relative paths are relative to the "
+             "working directory; about 17 minutes on 2 cores for `demo`, then cached)")
     t0 = time.perf_counter()
     torch.set_num_threads(spec.threads)
     with atomic_dir(out, overwrite=True) as tmp:

@@ -16,5 +16,6 @@ def test_suites_by_name():
 def test_a_dotted_suite_and_an_unknown_one():
     assert get_suite("examples.custom_suite:AdditionSuite").name == "addition"
     with pytest.raises(ConfigError, match=r"^benchmarks\.x\.suite: unknown suite 'excel'; known: retail, office, "
-                                          r"shell, sql, tau2_retail, tau2_airline \(or a 'package\.module:Name' string\)$"):
+                                          r"shell, sql, tau2_retail, tau2_airline "
+                                          r"\(or a 'package\.module:Name' string\)$"):
         get_suite("excel", "benchmarks.x.suite")
