@@ -7,6 +7,11 @@ from typing import Any, Callable, Iterable
 import ray
 from ray.util.actor_pool import ActorPool
 
+# An actor whose process dies (OOM, a lost node, a kill) is started again and its unfinished calls run again;
+# jobs are deterministic (same inputs, same seeds), so a retried job returns what the first try would have.
+# Exceptions raised by the job itself are not retried: they are the run's errors.
+RESTARTS = {"max_restarts": 3, "max_task_retries": 3}
+
 
 class ActorGroup:
     """`n` actors of one class, each started with the same arguments and resource options.
@@ -16,7 +21,7 @@ class ActorGroup:
     """
 
     def __init__(self, actor_class, n: int, options: dict, *args):
-        self.actors = [actor_class.options(**options).remote(*args) for _ in range(n)]
+        self.actors = [actor_class.options(**{**RESTARTS, **options}).remote(*args) for _ in range(n)]
 
     def map_unordered(self, method: str, jobs: Iterable, *shared,
                       on_done: Callable[[Any], None] | None = None) -> list:

@@ -56,7 +56,13 @@ class Checkpoint:
 
         sd: dict[str, torch.Tensor] = {}
         for f in self.files:
-            sd.update(load_file(self.path / f, device=device))
+            part = load_file(self.path / f, device=device)
+            for k, t in part.items():  # one pass over weights just read: NaN or Inf would poison every merge
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad = int((~torch.isfinite(t)).sum())
+                    raise CheckpointError(f"{self.name}: tensor {k} in {self.path / f} holds {bad} NaN or Inf "
+                                          "values")
+            sd.update(part)
         return {k: sd[k] for k in sorted(sd)}
 
     def read_slice(self, name: str, axis: int, index: np.ndarray) -> torch.Tensor:

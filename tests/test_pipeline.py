@@ -319,3 +319,18 @@ def test_an_output_path_that_cannot_be_written_fails_before_work(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ConfigError, match=r"^--output .*/a_file/run: cannot write in .*/a_file \(NotADirectoryError"):
         check_output_dir(tmp_path / "a_file" / "run", overwrite=False)
+
+
+def test_nan_weights_are_named_when_the_expert_is_loaded(perturbed_pool, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    bad = copy_checkpoint(perturbed_pool / "expert_officebench", tmp_path / "bad")
+    sd = load_file(bad / "model.safetensors")
+    name = next(k for k in sorted(sd) if "mlp.down_proj" in k)
+    sd[name][0, 0] = float("nan")
+    save_file(sd, bad / "model.safetensors", metadata={"format": "pt"})
+    cfg = tiny_config(perturbed_pool)
+    cfg["experts"]["office"]["path"] = str(bad)
+    with pytest.raises(CheckpointError, match=rf"^office: tensor {name} in .*model\.safetensors holds 1 NaN or Inf"):
+        run_local(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "saliency.parquet").exists()  # nothing left to block a rerun
