@@ -20,8 +20,27 @@ class ActorGroup:
     results as they finish, so a slow job never holds the others back.
     """
 
-    def __init__(self, actor_class, n: int, options: dict, *args):
+    def __init__(self, actor_class, n: int, options: dict, *args, start_timeout_s: float | None = None,
+                 what: str = "actor"):
         self.actors = [actor_class.options(**{**RESTARTS, **options}).remote(*args) for _ in range(n)]
+        if start_timeout_s is not None:
+            self.wait_started(start_timeout_s, what, options)
+
+    def wait_started(self, timeout_s: float, what: str, options: dict) -> None:
+        """Every actor placed and constructed within `timeout_s`, or a ConfigError (Ray itself would wait forever
+        for resources that never come)."""
+        from arm_ray.errors import ConfigError
+
+        ready, pending = ray.wait([a.__ray_ready__.remote() for a in self.actors], num_returns=len(self.actors),
+                                  timeout=timeout_s)
+        ray.get(ready)  # a constructor that raised raises here
+        if pending:
+            for a in self.actors:
+                ray.kill(a)
+            asks = ", ".join(f"{k}={v:g}" for k, v in options.items() if isinstance(v, (int, float)))
+            raise ConfigError(f"resources: {len(pending)} of {len(self.actors)} {what} actors ({asks} each) were not "
+                              f"placed within resources.actor_start_timeout_s={timeout_s:g} s; the cluster has "
+                              f"{ray.cluster_resources()}")
 
     def map_unordered(self, method: str, jobs: Iterable, *shared,
                       on_done: Callable[[Any], None] | None = None) -> list:

@@ -47,7 +47,8 @@ class RayRollouts:
         use_gpu = resources.rollout_num_gpus > 0
         threads = max(1, int(resources.rollout_num_cpus))
         opts = {"num_cpus": resources.rollout_num_cpus, "num_gpus": resources.rollout_num_gpus}
-        self.group = ActorGroup(RolloutActor, resources.rollout_actors, opts, engine, seed, use_gpu, threads)
+        self.group = ActorGroup(RolloutActor, resources.rollout_actors, opts, engine, seed, use_gpu, threads,
+                                start_timeout_s=resources.actor_start_timeout_s, what="rollout")
 
     def evaluate(self, models: dict[str, str], runs: list[SuiteRun], sampling: dict[str, dict],
                  on_done: OnDone | None = None) -> list[dict]:

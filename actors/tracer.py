@@ -35,7 +35,8 @@ class RayTracing:
     def __init__(self, sources: Sources, resources: Resources, n_jobs: int):
         threads = resources.torch_threads or max(1, int(resources.tracer_num_cpus))
         opts = {"num_cpus": resources.tracer_num_cpus, "num_gpus": resources.tracer_num_gpus}
-        self.group = ActorGroup(TracerActor, max(1, min(resources.tracers, n_jobs)), opts, sources, threads)
+        self.group = ActorGroup(TracerActor, max(1, min(resources.tracers, n_jobs)), opts, sources, threads,
+                                start_timeout_s=resources.actor_start_timeout_s, what="tracer")
 
     @property
     def actors(self) -> list:

