@@ -293,7 +293,7 @@ def benchmark_notes(cfg: RunConfig) -> dict[str, str]:
     """What a reader must know before comparing a benchmark's scores with published ones."""
     notes = {}
     for run in suite_runs(cfg, cfg.evaluated, "test"):
-        if not getattr(run.make_suite(), "comparable", True):
+        if not run.make_suite().comparable:
             notes[run.benchmark] = "scripted user simulator: not comparable with published numbers"
     return notes
 

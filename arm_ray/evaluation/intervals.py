@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from arm_ray.world.base import task_of
+
 STATS = ("AVG", "WS")
 
 
@@ -35,7 +37,7 @@ def per_task(rows: list[dict], split: str, model: str, benchmarks: list[str]) ->
             raise ValueError(f"{model} on {b}: a task id appears twice; pairing needs one episode per task")
         trials: dict[str, list[float]] = {}
         for t, reward in picked:
-            trials.setdefault(t.split("#")[0], []).append(reward)
+            trials.setdefault(task_of(t), []).append(reward)
         out[b] = np.array([np.mean(v) for _, v in sorted(trials.items())], dtype=np.float64)
     return out
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import defaultdict
 from math import comb
 
+from arm_ray.world.base import task_of
+
 BEST = "BEST-of-N"
 
 
@@ -43,7 +45,7 @@ def pass_hat_k(eps: list[dict]) -> dict[str, float]:
     its task id up to `#` (`...-7#0`, `...-7#1`)."""
     by_task: dict[str, list[bool]] = defaultdict(list)
     for e in eps:
-        by_task[e["task_id"].split("#")[0]].append(e["reward"] >= 1.0)
+        by_task[task_of(e["task_id"])].append(e["reward"] >= 1.0)
     n = min(len(v) for v in by_task.values())
     return {str(k): sum(comb(sum(v), k) / comb(len(v), k) for v in by_task.values()) / len(by_task)
             for k in range(1, n + 1)}

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from arm_ray.benchmarks import get_suite
-from arm_ray.errors import ConfigError
+from arm_ray.benchmarks import check_suite, get_suite
 from arm_ray.rollout.agent import Policy, StreamingPolicy, run_mixed
 from arm_ray.world.base import Suite, Task
 
@@ -42,10 +41,7 @@ def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
     """Eval rows (results.COLUMNS) of `model` on every run, in run and task order."""
     suites = {r.suite: r.make_suite() for r in runs}
     for r in runs:  # where the episodes run (a rollout actor's node): a suite that cannot run stops the job here
-        try:
-            suites[r.suite].check()
-        except ConfigError as e:
-            raise ConfigError(f"benchmarks.{r.benchmark}.{e}") from None
+        check_suite(suites[r.suite], r.benchmark)
     jobs, bench = [], []
     for r in runs:
         for t in r.tasks(suites[r.suite]):

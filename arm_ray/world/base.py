@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SPLITS = ("test", "dev", "calibration", "train")
+TRIAL = "#"  # a task run several times (τ²'s `trials`) has ids `<task id>#<trial>`
 # tasks reserved per split before train; train takes the rest of the stream
 SPLIT_SIZE = {"test": 200, "dev": 200, "calibration": 200}
+
+
+def task_of(task_id: str) -> str:
+    """The task an episode's id belongs to (its own id when the task runs once)."""
+    return task_id.split(TRIAL)[0]
 
 
 def assistant_turns(messages: list[dict]) -> int:
@@ -72,6 +78,7 @@ class Suite:
     parser: str = ""  # the roles layer's parser, also the benchmark name in exported data
     max_steps: int = 10
     seed: int = 0
+    comparable: bool = True  # False: its scores must not be set beside published ones (e.g. a scripted user)
 
     def _make_task(self, rng: random.Random, index: int) -> Task:
         raise NotImplementedError

@@ -31,7 +31,6 @@ def gold_tasks(suite, n):
 @pytest.mark.parametrize("name", list(SAMPLE))
 def test_gold_replay_scores_one_and_leaves_the_shared_database_alone(suites, name):
     s = suites[name]
-    s._load()
     before = s.environment().get_db_hash()
     eps = run_episodes(s, gold_tasks(s, SAMPLE[name]), OraclePolicy(s), "test")
     assert [e.reward for e in eps] == [1.0] * len(eps), [(e.task_id, e.finish_reason, e.error) for e in eps]
