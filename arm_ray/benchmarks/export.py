@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from arm_ray.benchmarks import SUITES, get_suite
+from arm_ray.checkpoints import atomic_write_text
 from arm_ray.errors import ArmError
 from arm_ray.rollout.agent import run_episodes, training_record
 from arm_ray.rollout.policies import OraclePolicy
@@ -36,11 +36,7 @@ def export(suite_name: str, split: str, out: Path, n: int | None = None, benchma
     if benchmark:
         records = [{**r, "benchmark": benchmark} for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return len(records), len(tasks)
 
 

@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
+from arm_ray.checkpoints import atomic_write_text
 from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
@@ -286,9 +287,7 @@ class Tau2Suite(Suite):
                     agent_info=AgentInfo(implementation="arm_ray policy", llm=model),
                     environment_info=self.environment().get_info())
         res = Results(info=info, tasks=[data.tasks[i] for i in dict.fromkeys(ids)], simulations=sims)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(res.model_dump_json(indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, res.model_dump_json(indent=2))
 
     def close(self) -> None:
         if self._user_model is not None:
