@@ -11,14 +11,14 @@ from typing import Callable, Mapping, Sequence
 
 import ray
 
-from actors.group import ActorGroup
+from actors.group import ActorGroup, Placed
 from arm_ray.config import Resources
 from arm_ray.saliency import Packed, TraceResult
 from arm_ray.tracing import Sources, TraceJob, Worker
 
 
 @ray.remote
-class TracerActor:
+class TracerActor(Placed):
     def __init__(self, sources: Sources, torch_threads: int | None):
         self.worker = Worker(sources, torch_threads)
 
@@ -49,6 +49,9 @@ class RayTracing:
 
     def write_candidate(self, recipe, out, max_shard_bytes, readme, overwrite=False) -> None:
         self.group.call_one("write_candidate", recipe, out, max_shard_bytes, readme, overwrite)
+
+    def placement(self) -> list[dict]:
+        return self.group.placement()
 
     def shutdown(self) -> None:
         self.group.shutdown()

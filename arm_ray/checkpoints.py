@@ -11,10 +11,11 @@ import json
 import os
 import shutil
 import struct
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -58,12 +59,52 @@ class Checkpoint:
         for f in self.files:
             part = load_file(self.path / f, device=device)
             for k, t in part.items():  # one pass over weights just read: NaN or Inf would poison every merge
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                if t.is_floating_point() and not all_finite(t):
                     bad = int((~torch.isfinite(t)).sum())
                     raise CheckpointError(f"{self.name}: tensor {k} in {self.path / f} holds {bad} NaN or Inf "
                                           "values")
             sd.update(part)
         return {k: sd[k] for k in sorted(sd)}
+
+    def tensor_bytes(self, name: str) -> int:
+        info = self.tensors[name]
+        return int(np.prod(info.shape, dtype=np.int64)) * _DTYPE_SIZES[info.dtype]
+
+    def row_bytes(self, name: str) -> int:
+        info = self.tensors[name]
+        return self.tensor_bytes(name) // max(1, info.shape[0]) if info.shape else self.tensor_bytes(name)
+
+    def read_tensor(self, name: str, device: str | torch.device = "cpu",
+                    rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Tensor `name` (or its rows `start:stop`) on `device`, checked finite; nothing else is read.
+
+        Only this tensor's bytes are read (into the tensor on the CPU; through a map dropped on return for another
+        device), so a process that streams a checkpoint tensor by tensor holds one tensor at a time; the file pages
+        stay in the page cache that every actor on the node shares.
+        """
+        info = self.tensors[name]
+        dtype, np_bits, _ = _bit_views(info.dtype, f"{self.name}: cannot read {name}")
+        shape, offset = info.shape, info.offset
+        if rows is not None:
+            row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(np_bits).itemsize
+            shape, offset = (rows[1] - rows[0], *shape[1:]), offset + rows[0] * row_bytes
+        if torch.device(device).type == "cpu":  # read straight into the tensor: one copy, no mapping left in RSS
+            t = torch.empty(shape, dtype=dtype)
+            with (self.path / info.file).open("rb", buffering=0) as f:
+                f.seek(offset)
+                if f.readinto(t.view(_BITS[t.element_size()][1]).numpy().reshape(-1).view(np.uint8)) != \
+                        t.numel() * t.element_size():
+                    raise CheckpointError(f"{self.name}: {self.path / info.file} ends inside tensor {name}")
+        else:  # a map of the tensor's bytes copied to the device (pages from the shared page cache)
+            arr = np.memmap(self.path / info.file, dtype=np_bits, mode="r", offset=offset, shape=shape)
+            with warnings.catch_warnings():  # read-only map: torch warns, but the tensor is copied before any write
+                warnings.simplefilter("ignore", UserWarning)
+                t = torch.from_numpy(arr).view(dtype).to(device, copy=True)
+            del arr
+        if not all_finite(t):  # NaN or Inf would poison every merge and every trace
+            raise CheckpointError(f"{self.name}: tensor {name} in {self.path / info.file} holds "
+                                  f"{int((~torch.isfinite(t)).sum())} NaN or Inf values")
+        return t
 
     def read_slice(self, name: str, axis: int, index: np.ndarray) -> torch.Tensor:
         """Entries `index` of tensor `name` along `axis` (0: rows, 1: columns), exact bits.
@@ -89,6 +130,13 @@ class Checkpoint:
         if vocab.is_file():
             return hashlib.sha256(vocab.read_bytes()).hexdigest()
         return None
+
+
+def all_finite(t: torch.Tensor, chunk: int = 1 << 22) -> bool:
+    """No NaN or Inf, checked a few million entries at a time (a whole-tensor isfinite would add a tensor's
+    worth of memory, or four times that for bf16)."""
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(c).all()) for c in flat.split(chunk))
 
 
 def read_safetensors_header(path: Path) -> tuple[dict, int]:
@@ -276,16 +324,39 @@ def _write_index(out: Path, weight_map: dict[str, str], total: int) -> None:
 def write_state_dict(state_dict: Mapping[str, torch.Tensor], out: Path, source: Checkpoint,
                      max_shard_bytes: int = 2 << 30, readme: str | None = None, overwrite: bool = False) -> None:
     """A complete HF checkpoint (sharded safetensors + source's config/tokenizer files), atomically."""
+    sizes = {k: v.numel() * v.element_size() for k, v in state_dict.items()}
+    write_tensors(((k, state_dict[k]) for k in sorted(state_dict)), source, out, max_shard_bytes, readme,
+                  overwrite, sizes)
+
+
+def write_tensors(tensors: Iterable[tuple[str, torch.Tensor]], source: Checkpoint, out: Path,
+                  max_shard_bytes: int = 2 << 30, readme: str | None = None, overwrite: bool = False,
+                  sizes: Mapping[str, int] | None = None) -> None:
+    """Like `write_state_dict` for tensors arriving one by one in name order: one shard is held at a time.
+
+    The shards are planned from `sizes` (default: the source's tensors, which a candidate shares).
+    """
     from safetensors.torch import save_file
 
-    sizes = {k: v.numel() * v.element_size() for k, v in state_dict.items()}
+    sizes = dict(sizes or {n: source.tensor_bytes(n) for n in source.tensors})
     plan = _shard_plan(sizes, max_shard_bytes)
+    shard_of = {n: i for i, names in enumerate(plan) for n in names}
+    files = _shard_names(len(plan))
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        weight_map = {}
-        for fname, names in zip(_shard_names(len(plan)), plan):
-            save_file({n: state_dict[n].contiguous() for n in names}, tmp / fname, metadata={"format": "pt"})
-            weight_map.update({n: fname for n in names})
-        _write_index(tmp, weight_map, sum(sizes.values()))
+        weight_map, held, total = {}, {}, 0
+        for name, t in tensors:
+            if name not in shard_of:
+                raise CheckpointError(f"{out}: tensor {name} is not in {source.name}'s layout")
+            held[name] = t.detach().to("cpu").contiguous()
+            total += held[name].numel() * held[name].element_size()
+            i = shard_of[name]
+            if all(n in held for n in plan[i]):
+                save_file({n: held.pop(n) for n in plan[i]}, tmp / files[i], metadata={"format": "pt"})
+                weight_map.update({n: files[i] for n in plan[i]})
+        if held or len(weight_map) != len(shard_of):
+            missing = sorted(set(shard_of) - set(weight_map) - set(held))
+            raise CheckpointError(f"{out}: no tensor {missing[0] if missing else sorted(held)[0]} was produced")
+        _write_index(tmp, weight_map, total)
         _copy_side_files(source.path, tmp, readme)
 
 

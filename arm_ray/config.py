@@ -5,6 +5,7 @@ Relative paths are relative to the directory the command runs in.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +99,8 @@ class Engine(_Strict):
     cpu_kv_cache_gb: float = Field(1.0, gt=0, description="KV cache per engine on CPU machines")
     swap_weights: bool = Field(False, description="swap a next model's weights into the running engine instead of "
                                                   "restarting it (models with untied embeddings only)")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans (tensor parallelism); each "
+                                      "rollout actor then reserves a placement group of that many GPU bundles")
     options: dict[str, Any] = Field(default_factory=dict, description="further vllm.LLM keyword arguments")
 
 
@@ -128,6 +131,19 @@ class Resources(_Strict):
 class Trace(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     max_tokens_per_batch: int = Field(8192, gt=0)
+    devices: list[str] | None = Field(None, description="split each traced model's layers over these devices "
+                                      "(e.g. [cuda:0, cuda:1], or [cuda:0, cpu] to offload); default: every GPU "
+                                      "the tracer actor holds, else the CPU")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, devices: list[str] | None) -> list[str] | None:
+        for i, d in enumerate(devices or []):
+            if not re.fullmatch(r"cpu|cuda(:\d+)?", d):
+                raise ValueError(f"[{i}]: {d!r} is not a device; expected cpu, cuda or cuda:N")
+        if devices is not None and not devices:
+            raise ValueError("give at least one device, or leave devices out")
+        return devices
 
 
 class Prepare(_Strict):
@@ -192,6 +208,7 @@ class RunConfig(_Strict):
                 raise ValueError(f"calibration.extra_roles: only {RESPONSE!r} applies to every benchmark, not {r!r}")
         if not self.in_domain:
             raise ValueError("benchmarks: no benchmark names an expert; nothing to merge")
+        self._check_devices()
         for b in self.weak.benchmarks or []:
             if b not in self.benchmarks:
                 raise ValueError(f"weak.benchmarks: {b!r} is not a benchmark ({', '.join(self.benchmarks)})")
@@ -202,6 +219,25 @@ class RunConfig(_Strict):
             if f.benchmark is not None and f.benchmark not in self.benchmarks:
                 raise ValueError(f"calibration.files[{i}].benchmark: {f.benchmark!r} is not a benchmark")
         return self
+
+    def _check_devices(self) -> None:
+        res = self.resources
+        for field_name in ("tracer_num_gpus", "rollout_num_gpus"):
+            n = getattr(res, field_name)
+            if n > 1 and n != int(n):
+                raise ValueError(f"resources.{field_name}: {n:g} GPUs; above one GPU an actor takes whole GPUs")
+        cuda = {d if ":" in d else "cuda:0" for d in self.trace.devices or [] if d.startswith("cuda")}
+        if cuda and res.tracer_num_gpus == 0:
+            raise ValueError(f"trace.devices names {sorted(cuda)[0]}, but resources.tracer_num_gpus is 0 (the "
+                             "tracer actors get no GPU)")
+        if cuda and max(int(d.split(":")[1]) for d in cuda) >= max(1, res.tracer_num_gpus):
+            raise ValueError(f"trace.devices names {sorted(cuda)[-1]}, but each tracer actor holds "
+                             f"resources.tracer_num_gpus={res.tracer_num_gpus:g} GPU(s), numbered from cuda:0")
+        tp = self.evaluation.engine.tensor_parallel_size if self.evaluation else 1
+        if tp > 1 and res.rollout_num_gpus != tp:
+            raise ValueError(f"evaluation.engine.tensor_parallel_size: {tp} GPUs per engine needs "
+                             f"resources.rollout_num_gpus: {tp} (the GPUs of one rollout actor), got "
+                             f"{res.rollout_num_gpus:g}")
 
     def _check_evaluation(self) -> None:
         from arm_ray.benchmarks import SUITES

@@ -99,7 +99,8 @@ def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingB
             write_model(ctx, traces, chosen, plan, backbone_dir, out, progress)
         with clock("evaluate"):  # the results table: test rollouts of the models the config names
             evaluation = evaluate(ctx, chosen, backbone_dir, out, tracing, rollouts, progress, dev_rows, dev_scores)
-        state = report.build(ctx, traces, chosen, plan, evaluation, clock.timings)
+        state = report.build(ctx, traces, chosen, plan, evaluation, clock.timings,
+                             placement(tracing) + (placement(rollouts.value) if rollouts.value else []))
         report.write(out, state)
         return state
 
@@ -324,6 +325,11 @@ class Stopwatch:
             yield
         finally:
             self.timings[name] = round(time.perf_counter() - t0, 3)
+
+
+def placement(backend) -> list[dict]:
+    """Where a backend's actors ran (Ray backends say; a backend in this process has nothing to add)."""
+    return backend.placement() if hasattr(backend, "placement") else []
 
 
 class Lazy:

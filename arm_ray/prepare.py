@@ -39,8 +39,9 @@ class Context:
     warnings: list[str] = field(default_factory=list)
 
     def sources(self, device: str) -> Sources:
+        devices = tuple(self.cfg.trace.devices) if self.cfg.trace.devices else None
         return Sources(str(self.base.path), {n: str(c.path) for n, c in self.experts.items()},
-                       self.cfg.trace.dtype, device)
+                       self.cfg.trace.dtype, device, devices)
 
 
 def check_output_dir(out: Path, overwrite: bool, probe: bool = True) -> None:
@@ -138,6 +139,10 @@ def prepare(cfg: RunConfig) -> Context:
                               f"{'base.path' if seen[where] == 'base' else f'experts.{seen[where]}.path'}")
         seen[where] = n
     checkpoints.check_compatible([base, *experts.values()])
+    layers = base.config.get("num_hidden_layers", 0)
+    if cfg.trace.devices and len(cfg.trace.devices) > layers:
+        raise ConfigError(f"trace.devices: {len(cfg.trace.devices)} devices for a model of {layers} layers; each "
+                          "device takes at least one layer")
     try:
         mlp_names(base.config.get("model_type", ""))
     except KeyError as e:

@@ -11,7 +11,8 @@ from arm_ray import selection, transplant
 from arm_ray.checkpoints import atomic_write_text
 
 
-def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = None) -> dict:
+def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = None,
+          placement: list[dict] | None = None) -> dict:
     """report.json's content from the pipeline's stage results (`pipeline.Traces`, `Selection`,
     `TransplantPlan`, `Evaluation`); without the last two arguments, what the model card needs."""
     cfg = ctx.cfg
@@ -42,6 +43,8 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
     r["warnings"] = list(ctx.warnings)  # also logged: what a reader of the report alone must see too
     if timings is not None:
         r["timings"] = dict(timings)
+    if placement:  # which node (and GPUs) each tracer and rollout actor ran on
+        r["placement"] = placement
     if evaluation is not None and evaluation.table is not None:
         r["evaluation"] = evaluation.table
     if evaluation is not None and evaluation.dev_scores is not None:

@@ -5,9 +5,10 @@
 
 Each traced position t of trajectory x carries the weight 1/|T(x)|, so one
 weighted sum per (layer, group) gives the sum of per-trajectory means; divided
-by the number of trajectories it is s. Sums stay on the device in float32;
-the hook selects the role positions with `index_select` on indices built once
-per batch (no boolean masks, no host sync per layer, no activation copies).
+by the number of trajectories it is s. Sums stay on the device in float32 and
+grow by a matrix product (deterministic on every device; no atomics); the hook
+selects the role positions with `index_select` on indices built once per batch
+(no boolean masks, no host sync per layer, no activation copies).
 Sequences are packed into one row with position ids that restart at 0, so
 transformers builds a block-diagonal mask and no compute goes to padding.
 """
@@ -89,39 +90,65 @@ def pack_trajectories(encoded: Sequence[Encoded], groups: Sequence[Group], max_t
     return Packed(list(groups), packs, n_traj, n_tok)
 
 
+def group_matrix(pack: Pack, n_groups: int) -> torch.Tensor:
+    """W [G, n]: W[g, i] = weight of traced position i if it belongs to group g, else 0.
+
+    The hook adds W @ |z| to the sums: a matrix product, whose result does not depend on scheduling (an
+    `index_add_` on CUDA adds with atomics in any order, so the sums, and the top-k boundary, could change
+    from run to run).
+    """
+    w = torch.zeros(n_groups, len(pack.index), dtype=torch.float32)
+    w[pack.group, torch.arange(len(pack.index))] = pack.weight
+    return w
+
+
 class SaliencyTracer:
-    """Accumulates sum_x (1/|T(x)|) sum_t |z_l(t)| per layer and group on the model's device."""
+    """Accumulates sum_x (1/|T(x)|) sum_t |z_l(t)| per layer and group, each layer's sums on that layer's device."""
 
     def __init__(self, model: torch.nn.Module, names: MlpNames, n_layers: int, d_ff: int, n_groups: int):
         self.model = model
-        self.device = next(model.parameters()).device
-        self.sums = torch.zeros(n_layers, n_groups, d_ff, dtype=torch.float32, device=self.device)
+        self.n_groups, self.d_ff = n_groups, d_ff
         self._modules = [model.get_submodule(names.down.format(l=layer)) for layer in range(n_layers)]
-        self._batch: Pack | None = None
+        self.sums: list[torch.Tensor | None] = [None] * n_layers  # made on the layer's device at its first call
+        self._host: tuple[torch.Tensor, torch.Tensor] | None = None  # this pack's (index, W) on the host
+        self._batch: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # ... copied once per device
+
+    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._batch:
+            self._batch[device] = tuple(t.to(device, non_blocking=True) for t in self._host)
+        return self._batch[device]
 
     def _hook(self, layer: int) -> Callable:
         def hook(_module, args):
             z = args[0]
-            rows = z.reshape(-1, z.shape[-1]).index_select(0, self._batch.index)
-            rows = rows.float().abs_().mul_(self._batch.weight[:, None])
-            self.sums[layer].index_add_(0, self._batch.group, rows)
+            index, w = self._on(z.device)
+            rows = z.reshape(-1, z.shape[-1]).index_select(0, index).float().abs_()
+            if self.sums[layer] is None:
+                self.sums[layer] = torch.zeros(self.n_groups, self.d_ff, dtype=torch.float32, device=z.device)
+            self.sums[layer].addmm_(w, rows)
         return hook
 
     @torch.no_grad()
     def run(self, packs: Iterable[Pack], progress: Callable[[int], None] | None = None) -> np.ndarray:
         decoder = getattr(self.model, self.model.base_model_prefix)  # no lm_head, no logits
+        first = next(decoder.parameters()).device
         handles = [m.register_forward_pre_hook(self._hook(layer)) for layer, m in enumerate(self._modules)]
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # the sums stay true float32
         try:
             for pack in packs:
-                self._batch = pack.to(self.device)
-                decoder(input_ids=self._batch.input_ids, position_ids=self._batch.position_ids, use_cache=False)
+                self._host, self._batch = (pack.index, group_matrix(pack, self.n_groups)), {}
+                decoder(input_ids=pack.input_ids.to(first), position_ids=pack.position_ids.to(first),
+                        use_cache=False)
                 if progress:
                     progress(pack.n_tokens)
         finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
             for h in handles:
                 h.remove()
-            self._batch = None
-        return self.sums.cpu().numpy()  # the only host sync
+            self._host, self._batch = None, {}
+        self.sums = [torch.zeros(self.n_groups, self.d_ff) if s is None else s for s in self.sums]
+        return torch.stack([s.cpu() for s in self.sums]).numpy()  # the only host sync
 
 
 @dataclass

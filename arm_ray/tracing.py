@@ -1,7 +1,7 @@
 """Trace one model at a time: load an expert or build a candidate, run the packs, return sums.
 
-`Worker` holds the model sources (with a cache of state dicts, so a pool of
-candidates reads each expert once) and is what a tracer actor wraps. The
+`Worker` holds the model sources (checkpoints opened once, weights streamed
+tensor by tensor for every model) and is what a tracer actor wraps. The
 pipeline sees a `TracingBackend`: `LocalTracing` runs a worker in this process
 (the pipeline without Ray, for tests), `actors.tracer.RayTracing` a queue of
 tracer actors.
@@ -9,15 +9,17 @@ tracer actors.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from arm_ray import checkpoints, pool
 from arm_ray.architectures import mlp_names
+from arm_ray.devices import DevicePlan, connect
 from arm_ray.saliency import Packed, SaliencyTracer, TraceResult
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -34,34 +36,81 @@ class TraceJob:
 
 @dataclass
 class Sources:
+    """The pool's checkpoints, opened (headers only) once per actor; weights are read tensor by tensor.
+
+    Nothing is cached: each model is streamed from its memory-mapped safetensors files (actors on one node share
+    the page cache), so an actor holds the model it traces plus one tensor of each input, whatever the pool size.
+    """
+
     base: str  # checkpoint paths (resolved)
     experts: dict[str, str]
     dtype: str = "float32"
-    device: str = "cpu"
-    _cache: dict = field(default_factory=dict, repr=False)
+    device: str = "cpu"  # "cpu" | "cuda": the tracer's device kind
+    devices: tuple[str, ...] | None = None  # the config's trace.devices: one model split over these
+    _open: dict = field(default_factory=dict, repr=False)
 
-    def state_dict(self, name: str) -> dict[str, torch.Tensor]:
-        if name not in self._cache:
-            path = self.base if name == pool.BASE else self.experts[name]
-            self._cache[name] = checkpoints.open_checkpoint(path, name).load_state_dict()
-        return self._cache[name]
+    def checkpoint(self, name: str) -> checkpoints.Checkpoint:
+        if name not in self._open:
+            self._open[name] = checkpoints.open_checkpoint(self.base if name == pool.BASE else self.experts[name],
+                                                           name)
+        return self._open[name]
 
-    def candidate(self, recipe: pool.Recipe) -> dict[str, torch.Tensor]:
-        experts = {e: self.state_dict(e) for e in self.experts}
-        base = self.state_dict(pool.BASE) if pool.uses_base(recipe.method) else None
-        return pool.build(recipe, experts, base)
+    def plan(self) -> DevicePlan:
+        return DevicePlan.for_actor(self.device, self.checkpoint(pool.BASE).config["num_hidden_layers"],
+                                    self.devices)
+
+    def tensors(self, job: "TraceJob", plan: DevicePlan) -> Iterator[tuple[str, torch.Tensor]]:
+        """The job's model, tensor by tensor, each on the device the plan gives it (merged there)."""
+        def read(model: str, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
+            return self.checkpoint(model).read_tensor(name, plan.device_of(name), rows)
+
+        if job.kind == "expert":
+            ck = self.checkpoint(job.expert)
+            return ((name, read(job.expert, name, None)) for name in sorted(ck.tensors))
+        return self.candidate(job.recipe, read)
+
+    def candidate(self, recipe: pool.Recipe, read: pool.Reader) -> Iterator[tuple[str, torch.Tensor]]:
+        base = self.checkpoint(pool.BASE)
+        for e in self.experts:
+            self.checkpoint(e)
+        return pool.stream(recipe, {n: t.shape for n, t in base.tensors.items()}, list(self.experts), read,
+                           base.row_bytes)
 
 
-def instantiate(config_dir: str, state_dict: Mapping[str, torch.Tensor], device: str, dtype: str):
+def build_model(config_dir: str, tensors: Iterable[tuple[str, torch.Tensor]], plan: DevicePlan, dtype: str):
+    """The model from a stream of tensors, each placed on its planned device as it arrives (no second copy).
+
+    The skeleton is made on the meta device (no memory, no random init); each tensor then replaces its meta
+    parameter. Non-persistent buffers (the rotary table) are made by transformers' own initialiser.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.from_pretrained(config_dir)
-    with torch.device(device):
+    with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=DTYPES[dtype])
-    missing, unexpected = model.load_state_dict(dict(state_dict), strict=False)
-    if unexpected or [m for m in missing if "lm_head" not in m]:
-        raise RuntimeError(f"state dict does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    expected = dict(model.named_parameters(remove_duplicate=False))
+    unexpected = []
+    for name, t in tensors:
+        if name not in expected:
+            unexpected.append(name)
+            continue
+        model.load_state_dict({name: t.to(DTYPES[dtype])}, strict=False, assign=True)
+        del t
+    model.tie_weights()
+    missing = [n for n, p in model.named_parameters() if p.is_meta and "lm_head" not in n]
+    if unexpected or missing:
+        raise RuntimeError(f"the weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for mod_name, module in model.named_modules():
+        if any(b.is_meta for b in module.buffers(recurse=False)):
+            module.to_empty(device=plan.device_of(mod_name), recurse=False)
+            model._init_weights(module)  # recomputes the rotary inv_freq (the only such buffer in our models)
     return model.eval()
+
+
+def instantiate(config_dir: str, state_dict: Mapping[str, torch.Tensor], device: str, dtype: str):
+    """A model from a state dict in memory, on one device."""
+    cfg_layers = json.loads((Path(config_dir) / "config.json").read_text())["num_hidden_layers"]
+    return build_model(config_dir, sorted(state_dict.items()), DevicePlan((device,), cfg_layers), dtype)
 
 
 class Worker:
@@ -73,26 +122,33 @@ class Worker:
     def trace(self, job: TraceJob, packed: Mapping[str, Packed],
               progress: Callable[[int], None] | None = None) -> TraceResult:
         s = self.sources
-        sd = s.state_dict(job.expert) if job.kind == "expert" else s.candidate(job.recipe)
-        model = instantiate(s.base, sd, s.device, s.dtype)
+        plan = s.plan()
+        model = build_model(s.base, s.tensors(job, plan), plan, s.dtype)
         cfg = model.config
         names = mlp_names(cfg.model_type)
         groups, sums, n_traj, n_tok = [], [], [], []
-        for b in job.benchmarks:
-            p = packed[b]
-            tracer = SaliencyTracer(model, names, cfg.num_hidden_layers, cfg.intermediate_size, len(p.groups))
-            sums.append(tracer.run(p.packs, progress))
-            groups += p.groups
-            n_traj += p.n_trajectories
-            n_tok += p.n_tokens
+        handles = connect(getattr(model, model.base_model_prefix), plan) if plan.split else []
+        try:
+            for b in job.benchmarks:
+                p = packed[b]
+                tracer = SaliencyTracer(model, names, cfg.num_hidden_layers, cfg.intermediate_size, len(p.groups))
+                sums.append(tracer.run(p.packs, progress))
+                groups += p.groups
+                n_traj += p.n_trajectories
+                n_tok += p.n_tokens
+        finally:
+            for h in handles:
+                h.remove()
         del model
         return TraceResult(job.model, job.kind, groups, np.concatenate(sums, axis=1), n_traj, n_tok)
 
     def write_candidate(self, recipe: pool.Recipe, out: str, max_shard_bytes: int, readme: str | None,
                         overwrite: bool = False) -> None:
-        sd = self.sources.candidate(recipe)
-        base = checkpoints.open_checkpoint(self.sources.base, "base")
-        checkpoints.write_state_dict(sd, Path(out), base, max_shard_bytes, readme, overwrite=overwrite)
+        s = self.sources
+        base = s.checkpoint(pool.BASE)
+        read = lambda model, name, rows: s.checkpoint(model).read_tensor(name, s.device, rows)  # noqa: E731
+        checkpoints.write_tensors(s.candidate(recipe, read), base, Path(out), max_shard_bytes, readme,
+                                  overwrite=overwrite)
 
 
 class TracingBackend(Protocol):

@@ -103,3 +103,25 @@ def test_sharded_write_round_trip(perturbed_pool, tmp_path):
     assert (tmp_path / "out" / "tokenizer.json").is_file() and (tmp_path / "out" / "README.md").is_file()
     with pytest.raises(CheckpointError, match="already exists"):
         checkpoints.write_state_dict(sd, tmp_path / "out", src)
+
+
+def test_read_tensor_reads_one_tensor_or_its_rows(perturbed_pool):
+    ck = checkpoints.open_checkpoint(str(perturbed_pool / "base"))
+    sd = ck.load_state_dict()
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(ck.read_tensor(name), sd[name])
+    assert torch.equal(ck.read_tensor(name, rows=(3, 9)), sd[name][3:9])
+    assert ck.tensor_bytes(name) == sd[name].numel() * 4 and ck.row_bytes(name) == sd[name].shape[1] * 4
+
+
+def test_write_tensors_refuses_a_tensor_outside_the_layout_and_a_missing_one(perturbed_pool, tmp_path):
+    from arm_ray.checkpoints import write_tensors
+
+    src = checkpoints.open_checkpoint(str(perturbed_pool / "base"))
+    sd = src.load_state_dict()
+    with pytest.raises(CheckpointError, match="tensor extra.weight is not in"):
+        write_tensors([("extra.weight", torch.zeros(2))], src, tmp_path / "a")
+    first = sorted(sd)[0]
+    with pytest.raises(CheckpointError, match="was produced"):
+        write_tensors(((k, v) for k, v in sorted(sd.items()) if k != first), src, tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

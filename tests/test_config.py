@@ -128,3 +128,36 @@ def test_larger_gap_needs_gaps(tmp_path):
     cfg.update(conflict_policy="larger_gap", weak={"benchmarks": ["tau_bench"]})
     with pytest.raises(ConfigError, match="conflict_policy: larger_gap compares dev gaps, and weak.benchmarks"):
         parse_config(cfg)
+
+
+@pytest.mark.parametrize("over,match", [
+    ({"trace": {"devices": ["gpu0"]}}, r"trace.devices.*\[0\]: 'gpu0' is not a device; expected cpu, cuda or cuda:N"),
+    ({"trace": {"devices": []}}, "give at least one device"),
+    ({"trace": {"devices": ["cuda:0", "cuda:1"]}}, r"names cuda:0, but resources.tracer_num_gpus is 0"),
+    ({"trace": {"devices": ["cuda:0", "cuda:1"]}, "resources": {"tracer_num_gpus": 1}},
+     r"names cuda:1, but each tracer actor holds resources.tracer_num_gpus=1 GPU"),
+    ({"resources": {"tracer_num_gpus": 1.5}}, r"resources.tracer_num_gpus: 1.5 GPUs; above one GPU"),
+])
+def test_multi_device_fields(tmp_path, over, match):
+    cfg = tiny_config(tmp_path)
+    for k, v in over.items():
+        cfg[k] = {**cfg.get(k, {}), **v}
+    with pytest.raises(ConfigError, match=match):
+        parse_config(cfg)
+
+
+def test_split_tracer_and_tensor_parallel_engine_validate(tmp_path):
+    cfg = tiny_config(tmp_path)
+    cfg["trace"] = {"devices": ["cuda:0", "cuda:1", "cpu"]}
+    cfg["resources"].update(tracer_num_gpus=2, rollout_num_gpus=4)
+    cfg["benchmarks"]["tau_bench"]["suite"] = "retail"
+    cfg["weak"] = {"threshold": 0.1}
+    cfg["benchmarks"]["officebench"]["suite"] = "office"
+    cfg["benchmarks"]["agentbench_os"]["suite"] = "shell"
+    cfg["evaluation"] = {"engine": {"tensor_parallel_size": 4}}
+    parsed = parse_config(cfg)
+    assert parsed.trace.devices == ["cuda:0", "cuda:1", "cpu"]
+    cfg["resources"]["rollout_num_gpus"] = 1
+    with pytest.raises(ConfigError, match=r"tensor_parallel_size: 4 GPUs per engine needs "
+                                          r"resources.rollout_num_gpus: 4"):
+        parse_config(cfg)

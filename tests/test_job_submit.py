@@ -1,5 +1,6 @@
 """`ray job submit` against a local `ray start --head` on loopback runs the pipeline end to end."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,3 +73,49 @@ def test_ctrl_c_prints_one_line_and_exits_130(perturbed_pool, tmp_path):
     assert p.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "error: interrupted" in stderr
     assert not (out / "model").exists() and not (out / "report.json").exists()
+
+
+def test_two_node_cluster_runs_the_demo_and_reports_placement(trained_pool, tmp_path):
+    """A two-node Ray cluster on this machine (a head and a second `ray start --address`, each with one CPU and
+    its own temp dir), the demo config cut small submitted with `ray job submit`: tracers and rollout actors
+    land on both nodes (each asks more than half a node's CPU), report.json names each actor's node, and the
+    output directory (which both nodes see) holds the run."""
+    from tests.conftest import small_demo_config
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    tag = os.getpid()
+    heads = [Path("/tmp") / f"arm_ray_n{i}_{tag}" for i in (1, 2)]  # short: socket paths stay under 107 chars
+    port, dash = 27379 + tag % 1000, 29265 + tag % 1000
+    cfg = small_demo_config(trained_pool, {"max_new_tokens": 16})
+    # 0.55 + 0.55 CPUs of tracers cannot share a 1-CPU node; the coordinator (0.1) leaves room for one rollout
+    # actor (0.3) beside each tracer
+    cfg["resources"].update(tracers=2, tracer_num_cpus=0.55, rollout_actors=2, rollout_num_cpus=0.3,
+                            coordinator_num_cpus=0.1, torch_threads=1, actor_start_timeout_s=300)
+    cfg_path = tmp_path / "job.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    try:
+        head = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+                    f"--temp-dir={heads[0]}", env=env)
+        assert head.returncode == 0, head.stderr[-3000:]
+        second = _ray("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                      f"--temp-dir={heads[1]}", env=env)
+        assert second.returncode == 0, second.stderr[-3000:]
+        sub = _ray("job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}", "--",
+                   sys.executable, "-m", "arm_ray.main", "--config", str(cfg_path), "--output", str(out),
+                   env=env, timeout=900)
+        assert sub.returncode == 0, (sub.stdout + sub.stderr)[-4000:]
+        report = json.loads((out / "report.json").read_text())
+        where = report["placement"]
+        tracers = {p["node_id"] for p in where if p["actor"] == "tracer"}
+        rollouts = {p["node_id"] for p in where if p["actor"] == "rollout"}
+        assert len(tracers) == 2 and len(rollouts) == 2, where
+        assert all(p["node_ip"] == "127.0.0.1" and p["pid"] > 0 for p in where)
+        assert (out / "model" / "model.safetensors").is_file() and (out / "eval.parquet").is_file()
+    finally:
+        _ray("stop", "--force", env=env)
+        time.sleep(1)
+        for h in heads:
+            shutil.rmtree(h, ignore_errors=True)

