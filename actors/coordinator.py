@@ -17,7 +17,7 @@ from arm_ray.config import parse_config
 
 @ray.remote
 class Coordinator:
-    def run(self, config: dict, out: str, overwrite: bool = False) -> dict:
+    def run(self, config: dict, out: str, overwrite: bool = False, resume: bool = False) -> dict:
         from ray.experimental.tqdm_ray import tqdm
 
         logs.setup()
@@ -34,7 +34,8 @@ class Coordinator:
             return backends[-1]
 
         try:
-            return pipeline.run(cfg, Path(out), tracing, rollouts, overwrite=overwrite, progress=tqdm)
+            return pipeline.run(cfg, Path(out), tracing, rollouts, overwrite=overwrite, progress=tqdm,
+                                resume=resume)
         finally:
             for b in backends:
                 b.shutdown()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arm_ray import logs
 from arm_ray.config import RunConfig, load_config
-from arm_ray.errors import ArmError
+from arm_ray.errors import ArmError, ConfigError
 from arm_ray.registry import resolve
 
 DEFAULT_CONFIG = "configs/demo.yaml"
@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"run config (YAML); default {DEFAULT_CONFIG}")
     ap.add_argument("--output", default="runs/demo", help="run directory (default runs/demo)")
     ap.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run in --output: stages whose inputs have not changed are not run again")
     ap.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
     ap.add_argument("--no-preflight", action="store_true",
                     help="skip the driver-side checks (when inputs exist only on the workers)")
@@ -61,12 +63,18 @@ def init_ray(address: str | None):
         ray.init(address=address)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # an embedded, loopback-only instance
-    ray.init(include_dashboard=False, _temp_dir=os.environ.get("ARM_RAY_TMP") or tempfile.mkdtemp(prefix="arm_ray_"))
+    from arm_ray import watchdog
+
+    temp_dir = os.environ.get("ARM_RAY_TMP") or tempfile.mkdtemp(prefix="arm_ray_")
+    ctx = ray.init(include_dashboard=False, _temp_dir=temp_dir)
+    watchdog.start(ctx.address_info["session_dir"])  # a driver killed with SIGKILL leaves no Ray process behind
 
 
 def run(argv=None) -> dict:
     args = parse_args(argv)
     logs.setup()
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite: pick one (--overwrite starts the run afresh)")
     cfg = load_config(args.config)
     if cfg.prepare:
         resolve(cfg.prepare.call, "prepare.call")(**cfg.prepare.args)
@@ -74,7 +82,7 @@ def run(argv=None) -> dict:
     out = Path(args.output).expanduser().resolve()
     from arm_ray.prepare import check_output_dir, prepare
 
-    check_output_dir(out, args.overwrite, probe=not args.no_preflight)
+    check_output_dir(out, args.overwrite, probe=not args.no_preflight, resume=args.resume)
     if not args.no_preflight:
         prepare(cfg)
     init_ray(args.address)
@@ -90,7 +98,7 @@ def run(argv=None) -> dict:
 
     coordinator = Coordinator.options(num_cpus=cfg.resources.coordinator_num_cpus).remote()
     try:
-        report = ray.get(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite))
+        report = ray.get(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite, args.resume))
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, ArmError):
@@ -103,6 +111,9 @@ def run(argv=None) -> dict:
     print(f"  backbone: {report['selected']}; weak: {', '.join(w['benchmark'] for w in report['weak']) or 'none'}; "
           f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
     print(f"  model: {out / 'model'}   report: {out / 'report.md'}")
+    reused = [k for k, v in report.get("stages", {}).items() if v != "computed"]
+    if reused:
+        print("  resumed: " + "; ".join(f"{k} {report['stages'][k]}" for k in reused))
     if report.get("evaluation"):
         from arm_ray.report import results_md
 

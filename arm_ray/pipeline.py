@@ -28,6 +28,7 @@ from arm_ray.rollout import results as eval_results
 from arm_ray.rollout.backend import RolloutBackend
 from arm_ray.rollout.run import SuiteRun, count_tasks
 from arm_ray.saliency import TraceResult, saliency_table
+from arm_ray.stages import Keys, Store
 from arm_ray.tracing import TraceJob, TracingBackend
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,17 @@ class Evaluation:
 
 def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingBackend],
         rollouts_factory: Callable[[RunConfig], RolloutBackend] | None = None, overwrite: bool = False,
-        progress=None) -> dict:
+        progress=None, resume: bool = False) -> dict:
     """Run ARM end to end into the run directory `out`; returns report.json's content.
 
-    `rollouts_factory(cfg)` is called once, when the first rollout is due (runs
-    without rollouts never start an engine).
+    The backends are made on first use (`tracing_factory(ctx)`, `rollouts_factory(cfg)`), so a run without
+    rollouts, or a resumed run whose stages are all stored, starts no actor it does not need. `resume`:
+    a stage whose inputs have not changed since a killed run finished it is not run again (`stages.py`).
     """
     from tqdm.auto import tqdm
 
-    out, progress, clock = Path(out), progress or tqdm, Stopwatch()
-    check_output_dir(out, overwrite)
+    out, clock = Path(out), Stopwatch()
+    check_output_dir(out, overwrite, resume=resume)
     if cfg.evaluation is not None and rollouts_factory is None:
         raise ConfigError("evaluation: this runner has no rollout backend; remove `evaluation` or run through "
                           "python -m arm_ray.main")
@@ -83,26 +85,38 @@ def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingB
             ctx = prepare(cfg)
         for w in ctx.warnings:
             log.warning(w)
-        tracing, rollouts = tracing_factory(ctx), Lazy(rollouts_factory, cfg)
-        work = out / ".work"
-        backbone_dir = out / "backbone" if cfg.save_backbone else work / "backbone"
+        s = Shared(ctx, out, Store(out, resume), Keys(ctx), Lazy(tracing_factory, ctx), Lazy(rollouts_factory, cfg),
+                   progress or tqdm, out / "backbone" if cfg.save_backbone else out / ".work" / "backbone")
         with clock("trace"):  # steps 1 + 2: each candidate is built where it is traced
-            traces = trace(ctx, tracing, out, progress)
+            traces = trace(s)
         with clock("select"):  # step 2: AOS
             chosen = select(ctx, traces)
         with clock("backbone"):  # on disk now: dev rollouts evaluate it, the transplant edits a copy of it
-            write_backbone(ctx, chosen, tracing, backbone_dir)
+            backbone = write_backbone(s, chosen)
         with clock("diagnose"):  # step 3: which benchmarks the backbone is weak on
-            weak, dev_rows, dev_scores = diagnose(ctx, chosen, backbone_dir, rollouts, progress)
+            weak, dev_rows, dev_scores = diagnose(s, chosen, backbone)
         with clock("transplant"):  # step 3: protection, transplant sets, conflicts, the weight edit
             plan = plan_transplant(ctx, chosen, weak)
-            write_model(ctx, traces, chosen, plan, backbone_dir, out, progress)
+            arm = write_model(s, traces, chosen, plan, backbone)
         with clock("evaluate"):  # the results table: test rollouts of the models the config names
-            evaluation = evaluate(ctx, chosen, backbone_dir, out, tracing, rollouts, progress, dev_rows, dev_scores)
+            evaluation = evaluate(s, chosen, {"backbone": backbone, "arm": arm}, dev_rows, dev_scores)
         state = report.build(ctx, traces, chosen, plan, evaluation, clock.timings,
-                             placement(tracing) + (placement(rollouts.value) if rollouts.value else []))
+                             placement(s.tracing.value) + placement(s.rollouts.value), s.store.status)
         report.write(out, state)
         return state
+
+
+@dataclass
+class Shared:
+    """What every stage of one run uses: its inputs, run directory, stage store and keys, backends, progress."""
+    ctx: Context
+    out: Path
+    store: Store
+    keys: Keys
+    tracing: "Lazy"
+    rollouts: "Lazy"
+    progress: Callable
+    backbone_dir: Path
 
 
 # -- the stages --------------------------------------------------------------------------------------------
@@ -116,12 +130,26 @@ def trace_jobs(ctx: Context) -> list[TraceJob]:
     return jobs
 
 
-def trace(ctx: Context, tracing: TracingBackend, out: Path, progress) -> Traces:
-    jobs = trace_jobs(ctx)
-    bar = progress(total=len(jobs), desc="trace models")
-    results = {r.model: r for r in tracing.trace(jobs, ctx.packed, on_done=lambda r: bar.update(1))}
+def trace(s: Shared) -> Traces:
+    """Every job's sums; each is stored as soon as it arrives, and a resumed run traces only the missing ones."""
+    jobs = trace_jobs(s.ctx)
+    keys = {j.model: s.keys.trace(j) for j in jobs}
+    results = {j.model: s.store.load_trace(j.model, keys[j.model]) for j in jobs}
+    todo = [j for j in jobs if results[j.model] is None]
+    bar = s.progress(total=len(jobs), desc="trace models")
+    if len(todo) < len(jobs):
+        bar.update(len(jobs) - len(todo))  # the stored ones
+
+    def arrived(r: TraceResult) -> None:  # stored before it counts as done
+        s.store.save_trace(r, keys[r.model])
+        bar.update(1)
+
+    if todo:
+        results |= {r.model: r for r in s.tracing.get().trace(todo, s.ctx.packed, on_done=arrived)}
     bar.close()
-    checkpoints.atomic_write_parquet(out / "saliency.parquet", saliency_table([results[j.model] for j in jobs]))
+    s.store.status["trace"] = ("computed" if len(todo) == len(jobs) else "reused" if not todo else
+                               f"{len(jobs) - len(todo)} of {len(jobs)} models reused")
+    checkpoints.atomic_write_parquet(s.out / "saliency.parquet", saliency_table([results[j.model] for j in jobs]))
     return Traces(jobs, results)
 
 
@@ -141,25 +169,32 @@ def select(ctx: Context, traces: Traces) -> Selection:
     return Selection(expert_sets, cand_sets, aos, selected)
 
 
-def write_backbone(ctx: Context, chosen: Selection, tracing: TracingBackend, backbone_dir: Path) -> None:
-    recipe = next(r for r in ctx.recipes if r.name == chosen.selected)
-    tracing.write_candidate(recipe, str(backbone_dir), ctx.cfg.max_shard_size, report.backbone_card(ctx.cfg, recipe),
-                            overwrite=True)
+def write_backbone(s: Shared, chosen: Selection) -> str:
+    """The selected candidate as a checkpoint in `s.backbone_dir`; returns its key."""
+    recipe = next(r for r in s.ctx.recipes if r.name == chosen.selected)
+    card = report.backbone_card(s.ctx.cfg, recipe)
+    key = s.keys.backbone(recipe, card)
+    reused = s.store.has("backbone", key, s.backbone_dir)
+    if not reused:
+        s.store.begin("backbone")
+        s.tracing.get().write_candidate(recipe, str(s.backbone_dir), s.ctx.cfg.max_shard_size, card, overwrite=True)
+        s.store.done("backbone", key)
+    s.store.mark("backbone", reused)
+    return key
 
 
-def diagnose(ctx: Context, chosen: Selection, backbone_dir: Path, rollouts: "Lazy", progress
-             ) -> tuple[list[dict], list[dict], dict | None]:
+def diagnose(s: Shared, chosen: Selection, backbone: str) -> tuple[list[dict], list[dict], dict | None]:
     """The weak benchmarks, and the dev rows and scores when dev rollouts decided them."""
-    cfg = ctx.cfg
+    cfg = s.ctx.cfg
     if cfg.weak.from_rollouts:
-        models = {e: str(ctx.experts[e].path) for e in cfg.expert_names()} | {"backbone": str(backbone_dir)}
-        rows = rollout_rows(rollouts.get(), models, suite_runs(cfg, cfg.in_domain, "dev"), sampling(cfg),
-                            progress, "dev rollouts")
+        models = {e: (str(s.ctx.experts[e].path), s.keys.weights[e]) for e in cfg.expert_names()}
+        models["backbone"] = (str(s.backbone_dir), backbone)
+        rows = stored_rollouts(s, "dev_rollouts", models, suite_runs(cfg, cfg.in_domain, "dev"))
         dev_scores = metrics.scores(metrics.summarize(rows, "dev"))
         weak = weak_benchmarks(cfg, "backbone", dev_scores, "dev")
     else:
         rows, dev_scores = [], None
-        weak = weak_benchmarks(cfg, chosen.selected, ctx.dev_scores)
+        weak = weak_benchmarks(cfg, chosen.selected, s.ctx.dev_scores)
     log.info("weak benchmarks: " + (", ".join(f"{w['benchmark']} (gap {w['gap']:+.3f})" if w["gap"] is not None
                                               else w["benchmark"] for w in weak) or "none"))
     return weak, rows, dev_scores
@@ -184,31 +219,41 @@ def plan_transplant(ctx: Context, chosen: Selection, weak: list[dict]) -> Transp
     return TransplantPlan(weak, final, conflicts)
 
 
-def write_model(ctx: Context, traces: Traces, chosen: Selection, plan: TransplantPlan, backbone_dir: Path,
-                out: Path, progress) -> None:
-    """Eq. 6: the backbone's files with each donor's moved rows and columns written in; `out/model` atomically."""
-    backbone = checkpoints.open_checkpoint(str(backbone_dir), chosen.selected)
-    names = mlp_names(backbone.config["model_type"])
-    edits = {d: transplant.neuron_edits(m, names, set(backbone.tensors))
-             for d, m in transplant.neurons_by_donor(plan.final, ctx.cfg.donors()).items()}
-    card = report.model_card(report.build(ctx, traces, chosen, plan))
-    bar = progress(total=len(backbone.files), desc="transplant shards")
-    checkpoints.transplant_checkpoint(backbone, ctx.experts, edits, transplant.apply_edit, out / "model",
-                                      readme=card, overwrite=True, progress=bar.update)
-    bar.close()
+def write_model(s: Shared, traces: Traces, chosen: Selection, plan: TransplantPlan, backbone: str) -> str:
+    """Eq. 6: the backbone's files with each donor's moved rows and columns written in; `out/model` atomically.
+    Returns the model's key."""
+    card = report.model_card(report.build(s.ctx, traces, chosen, plan))
+    key = s.keys.transplant(backbone, plan.final, card)
+    reused = s.store.has("transplant", key, s.out / "model")
+    if not reused:
+        s.store.begin("transplant")
+        base = checkpoints.open_checkpoint(str(s.backbone_dir), chosen.selected)
+        names = mlp_names(base.config["model_type"])
+        edits = {d: transplant.neuron_edits(m, names, set(base.tensors))
+                 for d, m in transplant.neurons_by_donor(plan.final, s.ctx.cfg.donors()).items()}
+        bar = s.progress(total=len(base.files), desc="transplant shards")
+        checkpoints.transplant_checkpoint(base, s.ctx.experts, edits, transplant.apply_edit, s.out / "model",
+                                          readme=card, overwrite=True, progress=bar.update)
+        bar.close()
+        s.store.done("transplant", key)
+    s.store.mark("transplant", reused)
+    return key
 
 
-def evaluate(ctx: Context, chosen: Selection, backbone_dir: Path, out: Path, tracing: TracingBackend,
-             rollouts: "Lazy", progress, dev_rows: list[dict], dev_scores: dict | None) -> Evaluation:
-    cfg, work, rows, table = ctx.cfg, out / ".work", list(dev_rows), None
+def evaluate(s: Shared, chosen: Selection, keys: dict[str, str], dev_rows: list[dict], dev_scores: dict | None
+             ) -> Evaluation:
+    """The test rollouts of the models the config names (`keys`: the backbone's and the ARM model's), the
+    results table, eval.parquet; then the run's scratch space goes."""
+    cfg, work, rows, table = s.ctx.cfg, s.out / ".work", list(dev_rows), None
     if cfg.evaluation is not None:
-        models = evaluated_models(ctx, chosen.selected, backbone_dir, out / "model", work, tracing)
-        rows += rollout_rows(rollouts.get(), models, suite_runs(cfg, cfg.evaluated, "test"), sampling(cfg),
-                             progress, "test rollouts")
-        table = results_table(cfg, chosen.selected, models, rows)
-        write_benchmark_results(cfg, rows, out)
+        models = evaluated_models(s, chosen.selected, keys)
+        rows += stored_rollouts(s, "test_rollouts", models, suite_runs(cfg, cfg.evaluated, "test"),
+                                before=lambda: write_candidates(s, chosen.selected))
+        paths = {m: path for m, (path, _) in models.items()}
+        table = results_table(cfg, chosen.selected, paths, rows)
+        write_benchmark_results(cfg, rows, s.out)
     if rows:
-        eval_results.write_eval(out / "eval.parquet", rows)
+        eval_results.write_eval(s.out / "eval.parquet", rows)
     shutil.rmtree(work / "candidates", ignore_errors=True)
     if not cfg.save_backbone:
         shutil.rmtree(work, ignore_errors=True)
@@ -226,34 +271,55 @@ def sampling(cfg: RunConfig) -> dict[str, dict]:
     return {b: cfg.sampling_of(b).model_dump() for b in cfg.evaluated}
 
 
-def rollout_rows(backend: RolloutBackend, models: dict[str, str], runs: list[SuiteRun], sampling_: dict,
-                 progress, desc: str) -> list[dict]:
-    bar = progress(total=len(models) * count_tasks(runs), desc=desc)
-    rows = backend.evaluate(models, runs, sampling_, on_done=lambda done: bar.update(len(done)))
-    bar.close()
-    return rows
+def stored_rollouts(s: Shared, stage: str, models: dict[str, tuple[str, str]], runs: list[SuiteRun],
+                    before: Callable[[], None] | None = None) -> list[dict]:
+    """The episodes of `models` ({name: (checkpoint dir, weights key)}) on `runs`: rolled out (after `before()`),
+    or read back when a resumed run finished them with the same inputs. The same rows in the same order
+    either way: they are always read back from the stage's Parquet file."""
+    cfg = s.ctx.cfg
+    key = s.keys.rollouts({m: k for m, (_, k) in models.items()}, runs, sampling(cfg),
+                          cfg.evaluation.engine.model_dump())
+    path = s.store.path(f"{stage}.parquet")
+    reused = s.store.has(stage, key, path)
+    if not reused:
+        s.store.begin(stage)
+        if before:
+            before()
+        paths = {m: p for m, (p, _) in models.items()}
+        bar = s.progress(total=len(models) * count_tasks(runs), desc=stage.replace("_", " "))
+        rows = s.rollouts.get().evaluate(paths, runs, sampling(cfg), on_done=lambda done: bar.update(len(done)))
+        bar.close()
+        eval_results.write_eval(path, rows)
+        s.store.done(stage, key)
+    s.store.mark(stage, reused)
+    return eval_results.read_eval(path)
 
 
-def evaluated_models(ctx: Context, selected: str, backbone_dir: Path, arm_dir: Path, work: Path,
-                     tracing: TracingBackend) -> dict[str, str]:
-    """{model name: checkpoint dir} of the models the results table asks for; writes the candidates it needs."""
-    cfg, want = ctx.cfg, ctx.cfg.evaluation.models
-    models: dict[str, str] = {}
+def evaluated_models(s: Shared, selected: str, keys: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """{model name: (checkpoint dir, weights key)} of the models the results table asks for."""
+    cfg, want, ctx = s.ctx.cfg, s.ctx.cfg.evaluation.models, s.ctx
+    models: dict[str, tuple[str, str]] = {}
     if "base" in want:
-        models["base"] = str(ctx.base.path)
+        models["base"] = (str(ctx.base.path), s.keys.weights["base"])
     if "experts" in want:
-        models.update({e: str(ctx.experts[e].path) for e in cfg.expert_names()})
-    if "candidates" in want:
-        for r in ctx.recipes:
-            if r.name != selected:  # the selected one is the backbone, evaluated once
-                tracing.write_candidate(r, str(work / "candidates" / r.name), cfg.max_shard_size, None,
-                                        overwrite=True)
-                models[r.name] = str(work / "candidates" / r.name)
+        models.update({e: (str(ctx.experts[e].path), s.keys.weights[e]) for e in cfg.expert_names()})
+    if "candidates" in want:  # the selected one is the backbone, evaluated once
+        models.update({r.name: (str(s.out / ".work" / "candidates" / r.name), s.keys.candidate(r))
+                       for r in ctx.recipes if r.name != selected})
     if "backbone" in want or "candidates" in want:
-        models["backbone"] = str(backbone_dir)
+        models["backbone"] = (str(s.backbone_dir), keys["backbone"])
     if "arm" in want:
-        models["arm"] = str(arm_dir)
+        models["arm"] = (str(s.out / "model"), keys["arm"])
     return models
+
+
+def write_candidates(s: Shared, selected: str) -> None:
+    """The unselected candidates as checkpoints under .work/candidates, when the results table has them."""
+    if "candidates" in s.ctx.cfg.evaluation.models:
+        for r in s.ctx.recipes:
+            if r.name != selected:
+                s.tracing.get().write_candidate(r, str(s.out / ".work" / "candidates" / r.name),
+                                                s.ctx.cfg.max_shard_size, None, overwrite=True)
 
 
 def table_rows(cfg: RunConfig, selected: str, evaluated: dict[str, str]) -> list[tuple[str, str]]:
@@ -328,17 +394,17 @@ class Stopwatch:
 
 
 def placement(backend) -> list[dict]:
-    """Where a backend's actors ran (Ray backends say; a backend in this process has nothing to add)."""
+    """Where a backend's actors ran (Ray backends say; one in this process, or none made, adds nothing)."""
     return backend.placement() if hasattr(backend, "placement") else []
 
 
 class Lazy:
-    """The rollout backend, made on first use."""
+    """A backend, made on first use (`value` stays None when nothing needed it)."""
 
-    def __init__(self, factory, cfg):
-        self.factory, self.cfg, self.value = factory, cfg, None
+    def __init__(self, factory, *args):
+        self.factory, self.args, self.value = factory, args, None
 
     def get(self):
         if self.value is None:
-            self.value = self.factory(self.cfg)
+            self.value = self.factory(*self.args)
         return self.value

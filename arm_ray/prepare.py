@@ -25,7 +25,7 @@ from arm_ray.tracing import Sources
 
 # what a run directory holds; a directory with any of them is a run, replaced only with --overwrite
 RUN_OUTPUTS = ("model", "backbone", "report.json", "report.md", "saliency.parquet", "eval.parquet", "aos.png",
-               "transplant.png", "results.png", "results")
+               "transplant.png", "results.png", "results", ".arm_ray")
 
 
 @dataclass
@@ -44,12 +44,15 @@ class Context:
                        self.cfg.trace.dtype, device, devices)
 
 
-def check_output_dir(out: Path, overwrite: bool, probe: bool = True) -> None:
-    """Before any work: no finished run is replaced by accident, no other run is writing there, it is writable
-    (`probe=False`: not tried, for a driver that does not see the workers' storage)."""
+def check_output_dir(out: Path, overwrite: bool, probe: bool = True, resume: bool = False) -> None:
+    """Before any work: no run is replaced by accident (`resume`: continued), no other run is writing there, it
+    is writable (`probe=False`: not tried, for a driver that does not see the workers' storage)."""
     present = [n for n in RUN_OUTPUTS if (out / n).exists()]
-    if present and not overwrite:
-        raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --overwrite to replace it")
+    if present and not (overwrite or resume):
+        if (out / "report.json").exists():
+            raise ConfigError(f"{out} already holds a run ({', '.join(present)}); pass --overwrite to replace it")
+        raise ConfigError(f"{out} holds an unfinished run ({', '.join(present)}; no report.json); pass --resume to "
+                          "continue it or --overwrite to replace it")
     RunLock(out).refuse_if_held()
     if not probe:
         return
@@ -110,7 +113,9 @@ def remove_stale_outputs(out: Path) -> None:
     for name in RUN_OUTPUTS:
         if (out / name).is_file():
             (out / name).unlink()
-    for tmp in out.glob(".*.tmp-*"):  # a killed run's half-written files (checkpoints.py's atomic writes)
+    tmps = [t for d in ("", ".arm_ray/", ".arm_ray/traces/", ".work/", ".work/candidates/")
+            for t in out.glob(f"{d}.*.tmp-*")]
+    for tmp in tmps:  # a killed run's half-written files (atomic writes: a temp name, then a rename)
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()

@@ -12,9 +12,10 @@ from arm_ray.checkpoints import atomic_write_text
 
 
 def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = None,
-          placement: list[dict] | None = None) -> dict:
+          placement: list[dict] | None = None, stages: dict | None = None) -> dict:
     """report.json's content from the pipeline's stage results (`pipeline.Traces`, `Selection`,
-    `TransplantPlan`, `Evaluation`); without the last two arguments, what the model card needs."""
+    `TransplantPlan`, `Evaluation`); without the last four arguments, what the model card needs.
+    `stages`: which stages ran and which a resumed run reused (`stages.Store.status`)."""
     cfg = ctx.cfg
     bench = cfg.in_domain
     r = {
@@ -45,6 +46,8 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
         r["timings"] = dict(timings)
     if placement:  # which node (and GPUs) each tracer and rollout actor ran on
         r["placement"] = placement
+    if stages is not None:  # "computed" or "reused" (from a killed run's stored outputs, with the same inputs)
+        r["stages"] = dict(stages)
     if evaluation is not None and evaluation.table is not None:
         r["evaluation"] = evaluation.table
     if evaluation is not None and evaluation.dev_scores is not None:
@@ -123,6 +126,10 @@ def markdown(r: dict) -> str:
     out += [f"| {b} | {v['n_trajectories']} | {v['n_tokens']} |" for b, v in r["calibration"].items()]
     out += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.2f} |" for k, v in r["timings"].items()]
+    reused = {k: v for k, v in r.get("stages", {}).items() if v != "computed"}
+    if reused:
+        out += ["", "Resumed (`--resume`): " + "; ".join(f"{k} {v}" for k, v in reused.items()) + " (stored by an "
+                "earlier run with the same inputs)."]
     out += ["", "![AOS](aos.png)", "", "![transplanted neurons](transplant.png)", ""]
     return "\n".join(out)
 

@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,8 +52,6 @@ def test_ray_job_submit_runs_the_pipeline(perturbed_pool, tmp_path):
 def test_ctrl_c_prints_one_line_and_exits_130(perturbed_pool, tmp_path):
     """SIGINT while the coordinator runs on an embedded Ray: one error line, exit code 130, no traceback, and
     nothing in the output directory that looks like a finished run."""
-    import signal
-
     cfg_path = tmp_path / "job.yaml"
     cfg_path.write_text(yaml.safe_dump(tiny_config(perturbed_pool)))
     out = tmp_path / "run"
@@ -119,3 +119,87 @@ def test_two_node_cluster_runs_the_demo_and_reports_placement(trained_pool, tmp_
         time.sleep(1)
         for h in heads:
             shutil.rmtree(h, ignore_errors=True)
+
+
+def test_a_driver_killed_in_each_stage_resumes_to_the_same_files(trained_pool, tmp_path):
+    """`python -m arm_ray.main` on an embedded Ray, killed with SIGKILL as each stage's record appears (mid-trace,
+    then in selection, dev rollouts, transplant and test rollouts), then run again with --resume: every process
+    the driver started is gone within seconds of each kill, and the last resume writes the files an
+    uninterrupted run writes, with report.json saying which stages it reused."""
+    from tests.conftest import small_demo_config
+
+    cfg = small_demo_config(trained_pool, {"max_new_tokens": 16})
+    cfg["resources"].update(tracers=1, tracer_num_cpus=0.5, rollout_actors=1, rollout_num_cpus=0.5)
+    cfg_path = tmp_path / "job.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+
+    temps, logs = [], []
+
+    def start(out: Path, *flags: str) -> subprocess.Popen:
+        temps.append(tempfile.mkdtemp(prefix="arm_k_", dir="/tmp"))  # short: Ray's socket paths
+        logs.append(tmp_path / f"driver{len(logs)}.log")
+        return subprocess.Popen([sys.executable, "-m", "arm_ray.main", "--config", str(cfg_path), "--output",
+                                 str(out), *flags], cwd=ROOT, env={**env, "ARM_RAY_TMP": temps[-1]},
+                                stdout=logs[-1].open("w"), stderr=subprocess.STDOUT, text=True)
+
+    try:
+        check_kills_and_resume(tmp_path, start, logs)
+    finally:
+        for t in temps:
+            shutil.rmtree(t, ignore_errors=True)
+
+
+def check_kills_and_resume(tmp_path: Path, start, logs: list[Path]) -> None:
+    import psutil
+
+    from tests.test_stages import outputs
+
+    whole = tmp_path / "whole"
+    p = start(whole)
+    assert p.wait(timeout=900) == 0, logs[-1].read_text()[-4000:]
+
+    out, store = tmp_path / "run", tmp_path / "run" / ".arm_ray"
+
+    def rolling_out(seen) -> bool:  # a rollout actor is up: the rollout stage is under way
+        for c in seen.values():
+            try:
+                if "RolloutActor" in " ".join(c.cmdline()) and c.status() != psutil.STATUS_ZOMBIE:
+                    return True
+            except psutil.Error:  # ended since it was seen
+                pass
+        return False
+
+    points = [("trace", lambda seen: any((store / "traces").glob("*.npz"))),
+              ("select", lambda seen: (out / "saliency.parquet").exists()),
+              ("dev rollouts", lambda seen: (store / "backbone.json").exists() and rolling_out(seen)),
+              ("transplant", lambda seen: (store / "dev_rollouts.json").exists()),
+              ("test rollouts", lambda seen: (store / "transplant.json").exists() and rolling_out(seen))]
+    for i, (stage, due) in enumerate(points):
+        p = start(out, *(["--resume"] if i else []))
+        seen: dict[int, psutil.Process] = {}
+        deadline = time.time() + 600
+        while p.poll() is None and time.time() < deadline:
+            try:
+                seen |= {c.pid: c for c in psutil.Process(p.pid).children(recursive=True)}
+                if due(seen):
+                    break
+            except psutil.Error:  # a process that ended between the listing and the look
+                pass
+            time.sleep(0.05)
+        assert p.poll() is None, f"the run ended before it was killed in {stage}: {logs[-1].read_text()[-3000:]}"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        _, alive = psutil.wait_procs(list(seen.values()), timeout=20)
+        assert not alive, f"killed in {stage}: still running 20 s later: {[a.cmdline()[:2] for a in alive]}"
+        assert not (out / "report.json").exists()
+    p = start(out, "--resume")
+    p.wait(timeout=900)
+    log = logs[-1].read_text()
+    assert p.returncode == 0, log[-4000:]
+    assert "resumed: trace reused" in log
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"] == {"trace": "reused", "backbone": "reused", "dev_rollouts": "reused",
+                                "transplant": "reused", "test_rollouts": "computed"}
+    assert outputs(out) == outputs(whole)

