@@ -89,9 +89,9 @@ def validate(recipe: Recipe, n_experts: int, where: str) -> None:
 
 
 # mergekit methods whose output row i depends only on row i of each input (element-wise, scalar parameters): a
-# large tensor is merged in blocks of rows, so the working memory of one merge stays small. Methods that look at a
-# whole tensor (TIES and breadcrumbs trim by magnitude over the tensor, Model Stock and RAM compare whole tensors)
-# get whole tensors.
+# large tensor is merged in blocks of rows, so the working memory of one merge stays small. TIES is merged in blocks
+# too, after a first pass that finds each task vector's magnitude cut over the whole tensor (`ties_blocks`). Methods
+# that compare whole tensors (Model Stock, RAM, breadcrumbs) get whole tensors.
 ROW_SEPARABLE = frozenset({"linear", "task_arithmetic", "dare_linear", "dare_ties"})
 BLOCK_BYTES = 4 << 20  # output bytes per block: a constant, so the blocks (and DARE's draws) never depend on memory
 
@@ -160,6 +160,11 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
             shape = shapes[name]
             rows = shape[0] if len(shape) >= 2 and row_bytes else 0
             step = max(1, BLOCK_BYTES // max(1, row_bytes(name))) if rows else 0
+            if rows > step and recipe.method == "ties" and not recipe.parameters.get("rescale", False):
+                # TIES stacks every expert's block: blocks shrink with the pool so its work space does not grow
+                # (its result does not depend on the blocks)
+                yield name, ties_blocks(recipe, name, shape, experts, read, max(1, step // len(experts)))
+                continue
             if recipe.method not in ROW_SEPARABLE or rows <= step:
                 yield name, merge_tensor(recipe, name, {m: read(m, name, None) for m in models}).contiguous()
                 continue
@@ -172,6 +177,114 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
                 out[start:start + len(part)] = part
                 del part
             yield name, out
+
+
+# -- TIES in blocks of rows ----------------------------------------------------------------------------------
+# TIES keeps, of each task vector delta_e = expert - base, the `density` share of entries with the largest |delta|
+# over the whole tensor, then elects a sign per entry and averages the agreeing deltas (element-wise). Only the cut
+# needs the whole tensor, and it is one number: a first pass finds it exactly from a histogram of |delta|'s bit
+# patterns (non-negative floats order like their bits), then the merge runs block by block. Entries tied at the cut
+# are kept lowest index first; mergekit keeps whichever of them its argsort puts first, so the two differ only there.
+
+@dataclass
+class Cut:
+    """Keep entries whose |delta| bits exceed `key`, and the first `take` (in index order) equal to it."""
+    key: int
+    take: int
+    seen: int = 0  # entries equal to `key` met so far (blocks come in row order)
+
+    def keep(self, delta: torch.Tensor) -> torch.Tensor:
+        key = _bits(delta).flatten()
+        tied = key == self.key
+        rank = torch.cumsum(tied, 0) + self.seen
+        self.seen += int(tied.sum())
+        return ((key > self.key) | (tied & (rank <= self.take))).view(delta.shape)
+
+
+def _bits(delta: torch.Tensor) -> torch.Tensor:
+    """|delta|'s bit patterns as int64 (sign bit clear), ordered like the magnitudes."""
+    width = {2: torch.int16, 4: torch.int32, 8: torch.int64}[delta.element_size()]
+    return delta.abs().view(width).to(torch.int64)
+
+
+def _bucket(hist: torch.Tensor, k: int) -> tuple[int, int]:
+    """The largest bucket b with at least k entries in buckets >= b, and the count in buckets above b."""
+    at_least = torch.flip(torch.cumsum(torch.flip(hist, [0]), 0), [0])
+    b = int((at_least >= k).nonzero().max())
+    return b, int(at_least[b + 1]) if b + 1 < len(at_least) else 0
+
+
+def magnitude_cut(deltas: Callable[[], Iterator[torch.Tensor]], k: int) -> Cut:
+    """The cut keeping exactly the k largest |delta| over all blocks `deltas()` yields, bits compared 16 at a
+    time (one pass for 16-bit floats, two for float32)."""
+    wide = None
+    high, above = 0, 0
+    for d in deltas():
+        if d.element_size() > 2:  # the high 16 bits first
+            h = torch.bincount((_bits(d).flatten() >> 16).cpu(), minlength=1 << 16)
+            wide = h if wide is None else wide + h
+    if wide is not None:
+        high, above = _bucket(wide, k)
+    hist = torch.zeros(1 << 16, dtype=torch.int64)
+    for d in deltas():
+        key = _bits(d).flatten()
+        hist += torch.bincount((key[(key >> 16) == high] & 0xFFFF).cpu(), minlength=1 << 16)
+    low, above_low = _bucket(hist, k - above)
+    return Cut((high << 16) | low, k - above - above_low)
+
+
+def _per_expert(recipe: Recipe, key: str, expert: str, default: Any) -> Any:
+    value = recipe.parameters.get(key, default)
+    return value.get(expert, default) if isinstance(value, dict) else value
+
+
+def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequence[str], read: Reader,
+                step: int) -> torch.Tensor:
+    """TIES (mergekit's `ties`, rescale off) of tensor `name`, holding one block of rows of each input at a time."""
+    from mergekit.merge_methods.generalized_task_arithmetic import get_mask
+
+    blocks = [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
+    numel = int(torch.Size(shape).numel())
+    cuts: dict[str, Cut | None] = {}
+    for e in experts:
+        density = _per_expert(recipe, "density", e, 1.0)
+        if 0 < density < 1:
+            cuts[e] = magnitude_cut(lambda e=e: (read(e, name, r) - read(BASE, name, r) for r in blocks),
+                                    max(1, int(density * numel)))
+        else:
+            cuts[e] = None  # density >= 1 keeps every entry, <= 0 none
+    weights_list = [_per_expert(recipe, "weight", e, None) for e in experts]
+    normalize = recipe.parameters.get("normalize", True)
+    lam = recipe.parameters.get("lambda", 1.0)
+    out = None
+    for r in blocks:
+        base = read(BASE, name, r)
+        deltas = base.new_empty((len(experts), *base.shape))
+        for i, e in enumerate(experts):
+            delta = read(e, name, r) - base
+            if cuts[e] is not None:
+                delta = delta * cuts[e].keep(delta).to(delta.dtype)
+            elif _per_expert(recipe, "density", e, 1.0) <= 0:
+                delta = torch.zeros_like(delta)
+            deltas[i] = delta
+        weights = torch.tensor(weights_list, dtype=deltas.dtype, device=deltas.device)
+        weights = weights.view(-1, *[1] * (deltas.dim() - 1))
+        deltas.mul_(weights)  # as mergekit's generalized task arithmetic does, from here on element-wise
+        mask = get_mask(deltas, method="sum",
+                        mask_dtype=torch.int8 if recipe.parameters.get("int8_mask", False) else base.dtype)
+        mixed = (deltas * mask).sum(dim=0)
+        divisor = (weights * mask).sum(dim=0)
+        divisor[divisor == 0] = 1
+        if normalize:
+            mixed /= divisor
+        if lam != 1:
+            mixed *= lam
+        part = (base + mixed).to(base.dtype)
+        if out is None:
+            out = torch.empty(shape, dtype=part.dtype, device=part.device)
+        out[r[0]:r[1]] = part
+        del deltas, mask, mixed, part
+    return out
 
 
 def build(recipe: Recipe, experts: Mapping[str, Mapping[str, torch.Tensor]],

@@ -88,3 +88,57 @@ def test_custom_operator_sees_lazy_state_dicts():
     finally:
         del sys.modules["_lazy_op"]
     assert sorted(out) == sorted(base) and seen
+
+
+TIES = [{"weight": 1.0, "density": 0.5},
+        {"weight": {"e0": 0.3, "e1": 1.0, "e2": 0.7}, "density": {"e0": 0.2, "e1": 0.9, "e2": 1.0}, "lambda": 0.8},
+        {"weight": 1.0, "density": 0.3, "normalize": False, "int8_mask": True},
+        {"weight": 1.0, "density": 0.5, "rescale": True}]  # rescaled by the whole tensor's norm: merged whole
+
+
+@pytest.mark.parametrize("params", TIES)
+def test_ties_in_row_blocks_equals_mergekits_whole_merge(params, monkeypatch):
+    """TIES merges large tensors in blocks after finding each task vector's cut over the whole tensor: in float32
+    (no two |delta| equal at a cut here) the same bits as mergekit's whole-state-dict merge."""
+    base, experts = _models()
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 16 * 4 * 7)
+    got = pool.build(pool.Recipe("ties", "ties", params), experts, base)
+    want = _whole("ties", params, base, experts)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+def test_magnitude_cut_keeps_exactly_k_and_ties_lowest_index_first():
+    blocks = [torch.tensor([3.0, -1.0]), torch.tensor([2.0, -2.0]), torch.tensor([2.0, 0.0])]
+    cut = pool.magnitude_cut(lambda: iter(blocks), 3)  # |delta| 3, 1, 2, 2, 2, 0: keep 3 and the first two 2s
+    assert [bool(x) for b in blocks for x in cut.keep(b)] == [True, False, True, True, False, False]
+    for dtype in (torch.bfloat16, torch.float32):
+        g = torch.Generator().manual_seed(1)
+        d = (torch.randn(5000, generator=g) * 4).round().to(dtype)  # integers: many equal magnitudes
+        for k in (1, 777, 2500, 5000):
+            parts = list(d.split(999))
+            cut = pool.magnitude_cut(lambda: iter(parts), k)
+            kept = torch.cat([cut.keep(p) for p in parts])
+            assert int(kept.sum()) == k
+            assert d.abs()[kept].min() >= d.abs()[~kept].max() if k < 5000 else True
+
+
+def test_ties_in_bfloat16_blocks_differs_from_mergekit_only_where_magnitudes_tie_at_the_cut(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    base = {"w": torch.randn(600, 64, generator=g).to(torch.bfloat16)}
+    experts = {f"e{i}": {"w": (base["w"].float() + 0.05 * torch.randn(600, 64, generator=g)).to(torch.bfloat16)}
+               for i in range(3)}
+    params = {"weight": 1.0, "density": 0.5}
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 64 * 2 * 50)
+    got = pool.build(pool.Recipe("ties", "ties", params), experts, base)["w"]
+    from mergekit.merge_methods import merge_state_dicts
+
+    want = merge_state_dicts({pool.BASE: base, **experts}, "ties", base=pool.BASE, parameters=params,
+                             out_dtype=torch.bfloat16)["w"]
+    k = int(0.5 * got.numel())
+    tied = torch.zeros(got.shape, dtype=torch.bool)
+    for e in experts.values():
+        a = (e["w"] - base["w"]).abs().float()
+        tied |= a == a.flatten().sort(descending=True).values[k - 1]
+    differ = got != want
+    assert differ.any() and not (differ & ~tied).any()  # mergekit's argsort keeps another subset of the ties
