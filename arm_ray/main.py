@@ -111,12 +111,11 @@ def run(argv=None) -> dict:
     print(f"  backbone: {report['selected']}; weak: {', '.join(w['benchmark'] for w in report['weak']) or 'none'}; "
           f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
     print(f"  model: {out / 'model'}   report: {out / 'report.md'}")
-    reused = [k for k, v in report.get("stages", {}).items() if v != "computed"]
-    if reused:
-        print("  resumed: " + "; ".join(f"{k} {report['stages'][k]}" for k in reused))
-    if report.get("evaluation"):
-        from arm_ray.report import results_md
+    from arm_ray.report import results_md, resumed
 
+    if resumed(report):
+        print(f"  resumed: {resumed(report)}")
+    if report.get("evaluation"):
         print("\n" + results_md(report))
     return report
 

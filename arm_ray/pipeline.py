@@ -174,12 +174,8 @@ def write_backbone(s: Shared, chosen: Selection) -> str:
     recipe = next(r for r in s.ctx.recipes if r.name == chosen.selected)
     card = report.backbone_card(s.ctx.cfg, recipe)
     key = s.keys.backbone(recipe, card)
-    reused = s.store.has("backbone", key, s.backbone_dir)
-    if not reused:
-        s.store.begin("backbone")
-        s.tracing.get().write_candidate(recipe, str(s.backbone_dir), s.ctx.cfg.max_shard_size, card, overwrite=True)
-        s.store.done("backbone", key)
-    s.store.mark("backbone", reused)
+    s.store.step("backbone", key, [s.backbone_dir], lambda: s.tracing.get().write_candidate(
+        recipe, str(s.backbone_dir), s.ctx.cfg.max_shard_size, card, overwrite=True))
     return key
 
 
@@ -224,9 +220,8 @@ def write_model(s: Shared, traces: Traces, chosen: Selection, plan: TransplantPl
     Returns the model's key."""
     card = report.model_card(report.build(s.ctx, traces, chosen, plan))
     key = s.keys.transplant(backbone, plan.final, card)
-    reused = s.store.has("transplant", key, s.out / "model")
-    if not reused:
-        s.store.begin("transplant")
+
+    def make() -> None:
         base = checkpoints.open_checkpoint(str(s.backbone_dir), chosen.selected)
         names = mlp_names(base.config["model_type"])
         edits = {d: transplant.neuron_edits(m, names, set(base.tensors))
@@ -235,8 +230,8 @@ def write_model(s: Shared, traces: Traces, chosen: Selection, plan: TransplantPl
         checkpoints.transplant_checkpoint(base, s.ctx.experts, edits, transplant.apply_edit, s.out / "model",
                                           readme=card, overwrite=True, progress=bar.update)
         bar.close()
-        s.store.done("transplant", key)
-    s.store.mark("transplant", reused)
+
+    s.store.step("transplant", key, [s.out / "model"], make)
     return key
 
 
@@ -248,7 +243,7 @@ def evaluate(s: Shared, chosen: Selection, keys: dict[str, str], dev_rows: list[
     if cfg.evaluation is not None:
         models = evaluated_models(s, chosen.selected, keys)
         rows += stored_rollouts(s, "test_rollouts", models, suite_runs(cfg, cfg.evaluated, "test"),
-                                before=lambda: write_candidates(s, chosen.selected))
+                                before=lambda: write_candidates(s, models))
         paths = {m: path for m, (path, _) in models.items()}
         table = results_table(cfg, chosen.selected, paths, rows)
         write_benchmark_results(cfg, rows, s.out)
@@ -280,9 +275,8 @@ def stored_rollouts(s: Shared, stage: str, models: dict[str, tuple[str, str]], r
     key = s.keys.rollouts({m: k for m, (_, k) in models.items()}, runs, sampling(cfg),
                           cfg.evaluation.engine.model_dump())
     path = s.store.path(f"{stage}.parquet")
-    reused = s.store.has(stage, key, path)
-    if not reused:
-        s.store.begin(stage)
+
+    def make() -> None:
         if before:
             before()
         paths = {m: p for m, (p, _) in models.items()}
@@ -290,8 +284,8 @@ def stored_rollouts(s: Shared, stage: str, models: dict[str, tuple[str, str]], r
         rows = s.rollouts.get().evaluate(paths, runs, sampling(cfg), on_done=lambda done: bar.update(len(done)))
         bar.close()
         eval_results.write_eval(path, rows)
-        s.store.done(stage, key)
-    s.store.mark(stage, reused)
+
+    s.store.step(stage, key, [path], make)
     return eval_results.read_eval(path)
 
 
@@ -313,13 +307,11 @@ def evaluated_models(s: Shared, selected: str, keys: dict[str, str]) -> dict[str
     return models
 
 
-def write_candidates(s: Shared, selected: str) -> None:
-    """The unselected candidates as checkpoints under .work/candidates, when the results table has them."""
-    if "candidates" in s.ctx.cfg.evaluation.models:
-        for r in s.ctx.recipes:
-            if r.name != selected:
-                s.tracing.get().write_candidate(r, str(s.out / ".work" / "candidates" / r.name),
-                                                s.ctx.cfg.max_shard_size, None, overwrite=True)
+def write_candidates(s: Shared, models: dict[str, tuple[str, str]]) -> None:
+    """The candidates among `models` (evaluated_models' answer) as checkpoints where it says."""
+    for r in s.ctx.recipes:
+        if r.name in models:  # no candidate takes another model's name (config check)
+            s.tracing.get().write_candidate(r, models[r.name][0], s.ctx.cfg.max_shard_size, None, overwrite=True)
 
 
 def table_rows(cfg: RunConfig, selected: str, evaluated: dict[str, str]) -> list[tuple[str, str]]:

@@ -245,14 +245,10 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
 
     blocks = [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
     numel = int(torch.Size(shape).numel())
-    cuts: dict[str, Cut | None] = {}
-    for e in experts:
-        density = _per_expert(recipe, "density", e, 1.0)
-        if 0 < density < 1:
-            cuts[e] = magnitude_cut(lambda e=e: (read(e, name, r) - read(BASE, name, r) for r in blocks),
-                                    max(1, int(density * numel)))
-        else:
-            cuts[e] = None  # density >= 1 keeps every entry, <= 0 none
+    density = {e: _per_expert(recipe, "density", e, 1.0) for e in experts}
+    cuts = {e: magnitude_cut(lambda e=e: (read(e, name, r) - read(BASE, name, r) for r in blocks),
+                             max(1, int(density[e] * numel)))
+            for e in experts if 0 < density[e] < 1}  # density >= 1 keeps every entry, <= 0 none
     weights_list = [_per_expert(recipe, "weight", e, None) for e in experts]
     normalize = recipe.parameters.get("normalize", True)
     lam = recipe.parameters.get("lambda", 1.0)
@@ -262,9 +258,9 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
         deltas = base.new_empty((len(experts), *base.shape))
         for i, e in enumerate(experts):
             delta = read(e, name, r) - base
-            if cuts[e] is not None:
+            if e in cuts:
                 delta = delta * cuts[e].keep(delta).to(delta.dtype)
-            elif _per_expert(recipe, "density", e, 1.0) <= 0:
+            elif density[e] <= 0:
                 delta = torch.zeros_like(delta)
             deltas[i] = delta
         weights = torch.tensor(weights_list, dtype=deltas.dtype, device=deltas.device)

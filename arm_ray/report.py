@@ -55,6 +55,11 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
     return r
 
 
+def resumed(r: dict) -> str:
+    """The stages a resumed run reused, e.g. "trace reused; backbone reused" ("" when it computed all)."""
+    return "; ".join(f"{k} {v}" for k, v in r.get("stages", {}).items() if v != "computed")
+
+
 def backbone_card(cfg, recipe) -> str:
     return (f"# {cfg.name}: backbone `{recipe.name}`\n\nA candidate of the ARM pool, merged with mergekit "
             f"`{recipe.method}` and parameters `{recipe.parameters}` from {', '.join(cfg.expert_names())} "
@@ -126,10 +131,8 @@ def markdown(r: dict) -> str:
     out += [f"| {b} | {v['n_trajectories']} | {v['n_tokens']} |" for b, v in r["calibration"].items()]
     out += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---:|"]
     out += [f"| {k} | {v:.2f} |" for k, v in r["timings"].items()]
-    reused = {k: v for k, v in r.get("stages", {}).items() if v != "computed"}
-    if reused:
-        out += ["", "Resumed (`--resume`): " + "; ".join(f"{k} {v}" for k, v in reused.items()) + " (stored by an "
-                "earlier run with the same inputs)."]
+    if resumed(r):
+        out += ["", f"Resumed (`--resume`): {resumed(r)} (stored by an earlier run with the same inputs)."]
     out += ["", "![AOS](aos.png)", "", "![transplanted neurons](transplant.png)", ""]
     return "\n".join(out)
 

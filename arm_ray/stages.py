@@ -19,10 +19,11 @@ import shutil
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from arm_ray.checkpoints import atomic_write_bytes
 from arm_ray.saliency import TraceResult
 
 STORE = ".arm_ray"  # under the run directory
@@ -121,14 +122,14 @@ class Store:
             return False
         return record.get("key") == key and all(Path(o).exists() for o in outputs)
 
-    def begin(self, stage: str) -> None:
-        """Before a stage rewrites its outputs: its old record goes first."""
-        self._record(stage).unlink(missing_ok=True)
-
-    def done(self, stage: str, key: str) -> None:
-        _atomic_write(self._record(stage), json.dumps({"key": key}).encode())
-
-    def mark(self, stage: str, reused: bool) -> None:
+    def step(self, stage: str, key: str, outputs: list[Path], make: Callable[[], None]) -> None:
+        """`make()` writes the stage's `outputs`, unless a resumed run finds them finished with this key. The old
+        record goes before they are rewritten, the new one after."""
+        reused = self.has(stage, key, *outputs)
+        if not reused:
+            self._record(stage).unlink(missing_ok=True)
+            make()
+            atomic_write_bytes(self._record(stage), json.dumps({"key": key}).encode())
         self.status[stage] = "reused" if reused else "computed"
 
     def path(self, name: str) -> Path:
@@ -161,16 +162,7 @@ class Store:
                 "n_tokens": [int(n) for n in result.n_tokens]}
         buf = io.BytesIO()
         np.savez(buf, key=np.array(key), meta=np.array(json.dumps(meta)), sums=result.sums)
-        _atomic_write(self._trace_file(result.model), buf.getvalue())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        atomic_write_bytes(self._trace_file(result.model), buf.getvalue())
 
 
 class Keys:
@@ -181,6 +173,9 @@ class Keys:
         self.common = digest(versions(), cfg.seed)
         self.weights = {"base": digest(files_fingerprint(ctx.base.path))}
         self.weights |= {n: digest(files_fingerprint(c.path)) for n, c in ctx.experts.items()}
+        self.calibration = {b: digest(p.groups, p.n_trajectories, p.n_tokens,  # each benchmark's packs, hashed once
+                                      [(k.input_ids, k.position_ids, k.index, k.group, k.weight) for k in p.packs])
+                            for b, p in ctx.packed.items()}
 
     def candidate(self, recipe) -> str:
         """A candidate's weights: its operator and parameters over the base and the experts, in config order."""
@@ -190,9 +185,7 @@ class Keys:
     def trace(self, job) -> str:
         """A model's sums: its weights, the packed calibration of the benchmarks it is traced on, trace settings."""
         weights = self.weights[job.expert] if job.kind == "expert" else self.candidate(job.recipe)
-        packs = [(b, self.ctx.packed[b].groups, self.ctx.packed[b].n_trajectories, self.ctx.packed[b].n_tokens,
-                  [(p.input_ids, p.position_ids, p.index, p.group, p.weight) for p in self.ctx.packed[b].packs])
-                 for b in job.benchmarks]
+        packs = [(b, self.calibration[b]) for b in job.benchmarks]
         return digest(self.common, job.model, job.kind, weights, packs, self.ctx.cfg.trace.model_dump())
 
     def backbone(self, recipe, card: str) -> str:

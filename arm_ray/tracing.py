@@ -59,11 +59,13 @@ class Sources:
         return DevicePlan.for_actor(self.device, self.checkpoint(pool.BASE).config["num_hidden_layers"],
                                     self.devices)
 
+    def reader(self, device_of: Callable[[str], str]) -> pool.Reader:
+        """(model, tensor, rows) -> that tensor read from its checkpoint onto the device `device_of(tensor)`."""
+        return lambda model, name, rows: self.checkpoint(model).read_tensor(name, device_of(name), rows)
+
     def tensors(self, job: "TraceJob", plan: DevicePlan) -> Iterator[tuple[str, torch.Tensor]]:
         """The job's model, tensor by tensor, each on the device the plan gives it (merged there)."""
-        def read(model: str, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
-            return self.checkpoint(model).read_tensor(name, plan.device_of(name), rows)
-
+        read = self.reader(plan.device_of)
         if job.kind == "expert":
             ck = self.checkpoint(job.expert)
             return ((name, read(job.expert, name, None)) for name in sorted(ck.tensors))
@@ -146,7 +148,7 @@ class Worker:
                         overwrite: bool = False) -> None:
         s = self.sources
         base = s.checkpoint(pool.BASE)
-        read = lambda model, name, rows: s.checkpoint(model).read_tensor(name, s.device, rows)  # noqa: E731
+        read = s.reader(lambda name: s.device)
         checkpoints.write_tensors(s.candidate(recipe, read), base, Path(out), max_shard_bytes, readme,
                                   overwrite=overwrite)
 
