@@ -89,11 +89,14 @@ def validate(recipe: Recipe, n_experts: int, where: str) -> None:
 
 
 # mergekit methods whose output row i depends only on row i of each input (element-wise, scalar parameters): a
-# large tensor is merged in blocks of rows, so the working memory of one merge stays small. TIES is merged in blocks
-# too, after a first pass that finds each task vector's magnitude cut over the whole tensor (`ties_blocks`). Methods
-# that compare whole tensors (Model Stock, RAM, breadcrumbs) get whole tensors.
-ROW_SEPARABLE = frozenset({"linear", "task_arithmetic", "dare_linear", "dare_ties"})
-BLOCK_BYTES = 4 << 20  # output bytes per block: a constant, so the blocks (and DARE's draws) never depend on memory
+# large tensor is merged in blocks of rows, so the working memory of one merge stays small. TIES and Model Stock are
+# merged in blocks too, after a first pass over the whole tensor for the one thing they need from all of it (each task
+# vector's magnitude cut; the task vectors' dot products). Other methods (breadcrumbs, RAM+, ...) get whole tensors.
+ROW_SEPARABLE = frozenset({"linear", "task_arithmetic", "dare_linear", "dare_ties", "ram"})
+# input bytes per block, over all input models: a constant, so the blocks (and DARE's draws) depend on the pool and
+# the shapes, never on the machine
+BLOCK_BYTES = 4 << 20
+ALIGN = 32  # rows: see rows_per_block
 
 # (model, tensor name, rows or None) -> that tensor on the device where it is merged; model is an expert or BASE
 Reader = Callable[[str, str, "tuple[int, int] | None"], torch.Tensor]
@@ -143,9 +146,9 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
            row_bytes: Callable[[str], int] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """The candidate's tensors one at a time, in name order, each merged from what `read` returns.
 
-    Memory: the tensors yielded so far (if the caller keeps them) plus one tensor of each input model, or one block
-    of rows of each for the row-separable methods. `row_bytes(name)` is a row's size in the checkpoint; without it
-    no tensor is cut into blocks.
+    Memory: the tensors yielded so far (if the caller keeps them) plus one block of rows of each input model for
+    the methods `by_blocks` knows, one tensor of each for the others. `row_bytes(name)` is a row's size in the
+    checkpoint; without it no tensor is cut into blocks.
     """
     torch.manual_seed(recipe.seed)
     custom = _custom(recipe.method)
@@ -156,27 +159,62 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
             yield from ((k, merged[k].contiguous()) for k in sorted(merged))
             return
         models = inputs(recipe, experts)
+        blocked = by_blocks(recipe)
         for name in sorted(shapes):
             shape = shapes[name]
-            rows = shape[0] if len(shape) >= 2 and row_bytes else 0
-            step = max(1, BLOCK_BYTES // max(1, row_bytes(name))) if rows else 0
-            if rows > step and recipe.method == "ties" and not recipe.parameters.get("rescale", False):
-                # TIES stacks every expert's block: blocks shrink with the pool so its work space does not grow
-                # (its result does not depend on the blocks)
-                yield name, ties_blocks(recipe, name, shape, experts, read, max(1, step // len(experts)))
-                continue
-            if recipe.method not in ROW_SEPARABLE or rows <= step:
+            rows = shape[0] if len(shape) >= 2 and row_bytes and blocked else 0
+            # each merge holds (and stacks) a block of every input: blocks shrink as the pool grows
+            step = rows_per_block(BLOCK_BYTES // (row_bytes(name) * len(models))) if rows else 0
+            if rows > step:
+                yield name, blocked(recipe, name, shape, experts, read, step)
+            else:
                 yield name, merge_tensor(recipe, name, {m: read(m, name, None) for m in models}).contiguous()
-                continue
-            out = None
-            for block, start in enumerate(range(0, rows, step)):
-                part = merge_tensor(recipe, name, {m: read(m, name, (start, min(rows, start + step)))
-                                                   for m in models}, block)
-                if out is None:
-                    out = torch.empty(shape, dtype=part.dtype, device=part.device)
-                out[start:start + len(part)] = part
-                del part
-            yield name, out
+
+
+def rows_per_block(budget: int) -> int:
+    """At least `budget` rows (and 1), rounded up to whole chunks of ALIGN rows. CPU kernels reduce over stacked
+    inputs 32 entries at a time and a ragged tail another way (filter-wise Model Stock stacks per-row values): blocks
+    of whole chunks give the bits of the whole tensor."""
+    return -(-max(1, budget) // ALIGN) * ALIGN
+
+
+BlockMerge = Callable[[Recipe, str, "tuple[int, ...]", Sequence[str], Reader, int], torch.Tensor]
+
+
+def by_blocks(recipe: Recipe) -> BlockMerge | None:
+    """How a recipe merges a large tensor in blocks of rows, or None when it needs the whole tensor."""
+    p = recipe.parameters
+    if recipe.method in ROW_SEPARABLE or (recipe.method == "model_stock" and p.get("filter_wise", False)):
+        return row_blocks  # filter-wise Model Stock compares row with row
+    if recipe.method == "ties" and not p.get("rescale", False):  # rescale divides by an l1 norm of the whole tensor
+        return ties_blocks
+    if recipe.method == "model_stock":
+        return model_stock_blocks
+    return None
+
+
+def _blocks(shape: tuple[int, ...], step: int) -> list[tuple[int, int]]:
+    return [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
+
+
+def _assemble(shape: tuple[int, ...], parts: Iterator[tuple[tuple[int, int], torch.Tensor]]) -> torch.Tensor:
+    """One tensor from its blocks of rows, allocated once the first block shows its dtype and device."""
+    out = None
+    for (start, stop), part in parts:
+        if out is None:
+            out = torch.empty(shape, dtype=part.dtype, device=part.device)
+        out[start:stop] = part
+        del part
+    return out
+
+
+def row_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequence[str], read: Reader,
+               step: int) -> torch.Tensor:
+    """A row-separable method, block by block with mergekit itself (the same bits as the whole tensor; DARE draws
+    per block)."""
+    models = inputs(recipe, experts)
+    return _assemble(shape, ((r, merge_tensor(recipe, name, {m: read(m, name, r) for m in models}, block))
+                             for block, r in enumerate(_blocks(shape, step))))
 
 
 # -- TIES in blocks of rows ----------------------------------------------------------------------------------
@@ -243,7 +281,7 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
     """TIES (mergekit's `ties`, rescale off) of tensor `name`, holding one block of rows of each input at a time."""
     from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 
-    blocks = [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
+    blocks = _blocks(shape, step)
     numel = int(torch.Size(shape).numel())
     density = {e: _per_expert(recipe, "density", e, 1.0) for e in experts}
     cuts = {e: magnitude_cut(lambda e=e: (read(e, name, r) - read(BASE, name, r) for r in blocks),
@@ -252,8 +290,9 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
     weights_list = [_per_expert(recipe, "weight", e, None) for e in experts]
     normalize = recipe.parameters.get("normalize", True)
     lam = recipe.parameters.get("lambda", 1.0)
-    out = None
-    for r in blocks:
+    mask_dtype = torch.int8 if recipe.parameters.get("int8_mask", False) else None
+
+    def block(r: tuple[int, int]) -> torch.Tensor:
         base = read(BASE, name, r)
         deltas = base.new_empty((len(experts), *base.shape))
         for i, e in enumerate(experts):
@@ -266,8 +305,7 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
         weights = torch.tensor(weights_list, dtype=deltas.dtype, device=deltas.device)
         weights = weights.view(-1, *[1] * (deltas.dim() - 1))
         deltas.mul_(weights)  # as mergekit's generalized task arithmetic does, from here on element-wise
-        mask = get_mask(deltas, method="sum",
-                        mask_dtype=torch.int8 if recipe.parameters.get("int8_mask", False) else base.dtype)
+        mask = get_mask(deltas, method="sum", mask_dtype=mask_dtype or base.dtype)
         mixed = (deltas * mask).sum(dim=0)
         divisor = (weights * mask).sum(dim=0)
         divisor[divisor == 0] = 1
@@ -275,12 +313,50 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
             mixed /= divisor
         if lam != 1:
             mixed *= lam
-        part = (base + mixed).to(base.dtype)
-        if out is None:
-            out = torch.empty(shape, dtype=part.dtype, device=part.device)
-        out[r[0]:r[1]] = part
-        del deltas, mask, mixed, part
-    return out
+        return (base + mixed).to(base.dtype)
+
+    return _assemble(shape, ((r, block(r)) for r in blocks))
+
+
+# -- Model Stock in blocks of rows ---------------------------------------------------------------------------
+# Model Stock (filter_wise off) moves the base toward the experts' average by one scalar t per tensor, from the mean
+# cosine between the experts' task vectors over the whole tensor. A first pass sums, block by block, each pair's
+# products and each task vector's squares (in float64); the scalar is then formed in the tensor's dtype with
+# mergekit's own steps, and a second pass applies it block by block.
+
+def model_stock_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequence[str], read: Reader,
+                       step: int) -> torch.Tensor:
+    """Model Stock (mergekit's `model_stock`, filter_wise off) of tensor `name`, one block of each input at a time."""
+    blocks = _blocks(shape, step)
+    n = len(experts)
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    dots = torch.zeros(len(pairs), dtype=torch.float64)
+    squares = torch.zeros(n, dtype=torch.float64)
+    dtype = None
+    for r in blocks:
+        base = read(BASE, name, r)
+        offsets = [read(e, name, r) - base for e in experts]
+        dtype = base.dtype
+        for i, (a, b) in enumerate(pairs):  # products rounded to the dtype as mergekit's are, then summed
+            dots[i] += (offsets[a] * offsets[b]).double().sum().cpu()
+        for a, offset in enumerate(offsets):
+            squares[a] += offset.double().square().sum().cpu()
+        del offsets
+    norms = squares.sqrt().to(dtype)
+    cos_theta = torch.stack([(dots[i].to(dtype) / (norms[a] * norms[b]).clamp(min=1e-6)).clamp(-1, 1)
+                             for i, (a, b) in enumerate(pairs)]).mean(dim=0).unsqueeze(-1)
+    denominator = 1 + (n - 1) * cos_theta
+    singular = denominator.abs() < 1e-6  # no finite estimate: mergekit keeps the base
+    t = torch.where(singular, torch.zeros_like(cos_theta),
+                    (n * cos_theta) / torch.where(singular, torch.ones_like(denominator), denominator))
+
+    def block(r: tuple[int, int]) -> torch.Tensor:
+        w_0 = read(BASE, name, r)
+        tt = t.to(w_0.device)
+        average = sum(read(e, name, r) for e in experts) / n
+        return tt * average + (1 - tt) * w_0
+
+    return _assemble(shape, ((r, block(r)) for r in blocks))
 
 
 def build(recipe: Recipe, experts: Mapping[str, Mapping[str, torch.Tensor]],

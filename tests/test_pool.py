@@ -36,14 +36,68 @@ def test_streamed_merge_equals_mergekits_whole_merge(method, params):
         assert torch.equal(got[k], want[k]), (method, k)
 
 
-@pytest.mark.parametrize("method,params", DETERMINISTIC[:2])
-def test_row_blocks_equal_the_whole_tensor(method, params, monkeypatch):
-    """Row-separable methods merge large tensors in blocks of rows: the same bits as one block."""
-    base, experts = _models()
-    whole = pool.build(pool.Recipe(method, method, params), experts, base)
-    monkeypatch.setattr(pool, "BLOCK_BYTES", 16 * 4 * 7)  # 7 rows per block: 43 blocks of embed, 6 of a
-    blocks = pool.build(pool.Recipe(method, method, params), experts, base)
-    assert all(torch.equal(whole[k], blocks[k]) for k in whole)
+def _build_in_blocks(recipe, experts, base):
+    """pool.build, also returning how many distinct blocks of rows were read."""
+    models = {pool.BASE: base, **experts}
+    first = next(iter(base.values()))
+    blocks = set()
+
+    def read(model, name, rows):
+        blocks.add((name, rows))
+        t = models[model][name]
+        return t if rows is None else t[rows[0]:rows[1]]
+
+    shapes = {k: tuple(v.shape) for k, v in base.items()}
+    row_bytes = lambda n: base[n][0].numel() * first.element_size()  # noqa: E731
+    merged = dict(pool.stream(recipe, shapes, list(experts), read, row_bytes))
+    return merged, sum(1 for _, rows in blocks if rows is not None)
+
+
+BLOCKWISE = [("linear", {"weight": 1.0}), ("task_arithmetic", {"weight": 0.5}), ("ram", {}),
+             ("model_stock", {"filter_wise": True})]  # filter-wise Model Stock compares row with row
+
+
+@pytest.mark.parametrize("n_experts", [3, 5])
+@pytest.mark.parametrize("method,params", BLOCKWISE)
+def test_row_blocks_equal_the_whole_tensor(method, params, n_experts, monkeypatch):
+    """Row-separable methods merge large tensors in blocks of rows: the same bits as mergekit's whole merge. With 5
+    experts float32 sums over the stacked inputs differ in the last bit unless blocks hold whole chunks of 32."""
+    base, experts = _models(n_experts)
+    want = _whole(method, params, base, experts)
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 16 * 4 * 7)  # 32 rows per block
+    got, n_blocks = _build_in_blocks(pool.Recipe(method, method, params), experts, base)
+    assert n_blocks == 10 + 2  # embed (300 rows) and a (40 rows)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_rows_per_block_keeps_the_budget_in_whole_chunks_of_32_rows():
+    assert pool.rows_per_block(7) == 32 and pool.rows_per_block(0) == 32
+    assert pool.rows_per_block(33) == 64 and pool.rows_per_block(64) == 64
+
+
+@pytest.mark.parametrize("n_experts", [3, 5])
+def test_model_stock_in_row_blocks_is_mergekits_merge(n_experts, monkeypatch):
+    """Model Stock's scalar t comes from the whole tensor's task-vector dot products, summed over blocks: in bf16 the
+    same bits as mergekit; in float32 the sums are added in another order, so t (and the weights) may move by an ulp."""
+    params = {"filter_wise": False}
+    base, experts = _models(n_experts)
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 16 * 4 * 7)
+    got, n_blocks = _build_in_blocks(pool.Recipe("ms", "model_stock", params), experts, base)
+    assert n_blocks == 10 + 2
+    want = _whole("model_stock", params, base, experts)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-6, atol=1e-6)
+    bf = lambda sd: {k: v.to(torch.bfloat16) for k, v in sd.items()}  # noqa: E731
+    base, experts = bf(base), {e: bf(sd) for e, sd in experts.items()}
+    monkeypatch.setattr(pool, "BLOCK_BYTES", 16 * 2 * 7)
+    got, n_blocks = _build_in_blocks(pool.Recipe("ms", "model_stock", params), experts, base)
+    assert n_blocks == 10 + 2
+    from mergekit.merge_methods import merge_state_dicts
+
+    want = merge_state_dicts({pool.BASE: base, **experts}, "model_stock", base=pool.BASE, parameters=params,
+                             out_dtype=torch.bfloat16)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert not torch.equal(got["embed.weight"], base["embed.weight"])  # the experts did move it
 
 
 def test_dare_draws_per_tensor_and_block_so_order_does_not_matter(monkeypatch):
