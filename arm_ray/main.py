@@ -39,6 +39,9 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
         f["path"] = _absolute(f["path"])
     if data["weak"]["dev_results"]:
         data["weak"]["dev_results"] = _absolute(data["weak"]["dev_results"])
+    for b in data["benchmarks"].values():  # a suite's benchmark data (e.g. an AgentBench clone)
+        if isinstance((b.get("options") or {}).get("data_dir"), str):
+            b["options"]["data_dir"] = _absolute(b["options"]["data_dir"])
     return RunConfig.model_validate(data)
 
 

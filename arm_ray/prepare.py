@@ -156,7 +156,11 @@ def prepare(cfg: RunConfig) -> Context:
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
     for b in cfg.evaluated:  # each suite's options, and that its environment can run here (before any rollout)
-        check_suite(get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite", cfg.benchmarks[b].options), b)
+        suite = get_suite(cfg.benchmarks[b].suite, f"benchmarks.{b}.suite", cfg.benchmarks[b].options)
+        try:
+            check_suite(suite, b)
+        finally:
+            suite.close()  # what the check started (a database server) is not needed in the driver
     packed, warnings = encode_calibration(cfg, base)
     context = base.config.get("max_position_embeddings")
     if isinstance(context, int) and cfg.calibration.max_length > context:

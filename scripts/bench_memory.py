@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,18 +100,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experts", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--layers", type=int, default=20)
-    ap.add_argument("--dir", default=None)
+    ap.add_argument("--dir", default=None, help="where to write the pool (kept); default a temporary directory, "
+                    "removed at the end (about 5 GB at 8 experts)")
     ap.add_argument("--modes", nargs="+", default=["before", "after"], choices=["before", "after"])
     ap.add_argument("--child", nargs=3, metavar=("ROOT", "N", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.child[2])))
         return 0
+    root = Path(args.dir or tempfile.mkdtemp(prefix="bench_memory-"))
+    try:
+        return measure(args, root)
+    finally:
+        if not args.dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, root: Path) -> int:
     import torch
 
     from arm_ray.toy.random_pool import QWEN3_300M, write_random_pool
 
-    root = Path(args.dir or tempfile.mkdtemp(prefix="bench_memory-"))
     shape = {**QWEN3_300M, "num_hidden_layers": args.layers}
     t0 = time.perf_counter()
     write_random_pool(root, shape, max(args.experts), dtype=torch.bfloat16)

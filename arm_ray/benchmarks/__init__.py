@@ -20,6 +20,7 @@ from arm_ray.world.base import Suite
 BENCHMARK_SUITES = {
     "tau2_retail": "arm_ray.benchmarks.tau2:Tau2Retail",
     "tau2_airline": "arm_ray.benchmarks.tau2:Tau2Airline",
+    "agentbench_db": "arm_ray.benchmarks.agentbench_db:AgentBenchDB",
 }
 SUITES = Registry("suite", {**OFFLINE_SUITES, **BENCHMARK_SUITES})
 
@@ -31,13 +32,11 @@ def get_suite(name: str, where: str = "suite", options: dict | None = None) -> S
     errors name `benchmarks.<b>.options.<field>`.
     """
     cls = SUITES.get(name, where)
-    if not options:
-        return cls()
     where_opts = where.removesuffix(".suite") + ".options"
-    if cls.__init__ is Suite.__init__ or cls.__init__ is object.__init__:
+    if options and (cls.__init__ is Suite.__init__ or cls.__init__ is object.__init__):
         raise ConfigError(f"{where_opts}: suite {name!r} takes no options")
     try:
-        return cls(**options)
+        return cls(**(options or {}))  # a required option left out is named like a wrong one
     except ValidationError as e:
         raise ConfigError("\n".join(f"{where_opts}.{'.'.join(map(str, err['loc']))}: "
                                      f"{err['msg'].removeprefix('Value error, ')}" for err in e.errors())) from None

@@ -41,7 +41,7 @@ from arm_ray.checkpoints import atomic_write_text
 from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
-from arm_ray.world.base import SPLITS, TRIAL, Env, Start, StepResult, Suite, Task
+from arm_ray.world.base import SPLITS, TRIAL, Env, Start, StepResult, Suite, Task, split_map
 
 
 class ScriptedUser(_Strict):
@@ -90,10 +90,7 @@ class Tau2Options(_Strict):
     @field_validator("splits")
     @classmethod
     def _our_splits(cls, splits: dict[str, str]) -> dict[str, str]:
-        for ours in splits:
-            if ours not in SPLITS:
-                raise ValueError(f"{ours!r} is not a split ({', '.join(SPLITS)})")
-        return {**DEFAULT_SPLITS, **splits}
+        return split_map(splits, DEFAULT_SPLITS)
 
 
 def _quiet_import():

@@ -74,7 +74,9 @@ def officebench(text: str) -> list[Span]:
     return [(first, last + 1 if last > first else len(visible))]
 
 
-_ACT = re.compile(r"Act:[ \t]*(bash\b|answer\(|finish\b)?")
+# AgentBench OS reads `Act:` then any whitespace (a newline too), case-insensitively; answer's value sits between
+# the first "(" and the last ")" of its line
+_ACT = re.compile(r"Act:\s*(bash\b|answer\s*\(|finish\b)?", re.I)
 
 
 def agentbench_os(text: str) -> list[Span]:
@@ -82,10 +84,10 @@ def agentbench_os(text: str) -> list[Span]:
     visible = blank_think(text)
     spans = []
     for m in _ACT.finditer(visible):
-        kind = m.group(1)
+        kind = (m.group(1) or "").lower()
         if kind == "bash":
             end = _fenced_block_end(visible, m.end())
-        elif kind == "answer(":
+        elif kind.startswith("answer"):
             end = _last_on_line(visible, ")", m.end())
         elif kind == "finish":
             end = m.end()
@@ -95,13 +97,20 @@ def agentbench_os(text: str) -> list[Span]:
     return _disjoint(spans)
 
 
-_WEB_ACTION = re.compile(r"Action:[ \t]*((?:search|click)\[)")
+# AgentBench WebShop reads `Action:` (or `action:`), spaces, newlines, spaces, then `search[…]`/`click[…]` up to the
+# first `]` on that line: its own one-shot example puts the action on the line after `Action:`
+_WEB_ACTION = re.compile(r"[Aa]ction: *\n* *((?:search|click)\[)")
 
 
 def webshop(text: str) -> list[Span]:
-    """`search[…]` / `click[…]` after `Action:`; the bracket closes at the last `]` on its line."""
+    """`search[…]` / `click[…]` after `Action:`; the bracket closes at the first `]` on its line."""
     visible = blank_think(text)
-    return [(m.start(1), _last_on_line(visible, "]", m.end(1))) for m in _WEB_ACTION.finditer(visible)]
+    spans = []
+    for m in _WEB_ACTION.finditer(visible):
+        end = _line_end(visible, m.end(1))
+        close = visible.find("]", m.end(1) + 1, end)  # `.+?]`: at least one character inside
+        spans.append((m.start(1), close + 1 if close >= 0 else end))
+    return spans
 
 
 _DB_ACTION = re.compile(r"Action:[ \t]*(Operation|Answer)\b")

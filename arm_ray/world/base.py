@@ -17,6 +17,14 @@ TRIAL = "#"  # a task run several times (τ²'s `trials`) has ids `<task id>#<tr
 SPLIT_SIZE = {"test": 200, "dev": 200, "calibration": 200}
 
 
+def split_map(splits: dict[str, str], defaults: dict[str, str]) -> dict[str, str]:
+    """A suite option mapping our splits to a benchmark's own, over its defaults; an unknown split is a ValueError."""
+    for ours in splits:
+        if ours not in SPLITS:
+            raise ValueError(f"{ours!r} is not a split ({', '.join(SPLITS)})")
+    return {**defaults, **splits}
+
+
 def task_of(task_id: str) -> str:
     """The task an episode's id belongs to (its own id when the task runs once)."""
     return task_id.split(TRIAL)[0]
