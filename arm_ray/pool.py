@@ -330,18 +330,16 @@ def model_stock_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], expert
     blocks = _blocks(shape, step)
     n = len(experts)
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
-    dots = torch.zeros(len(pairs), dtype=torch.float64)
-    squares = torch.zeros(n, dtype=torch.float64)
-    dtype = None
+    dots = squares = 0  # float64 sums on the merge device, read once at the end
     for r in blocks:
         base = read(BASE, name, r)
         offsets = [read(e, name, r) - base for e in experts]
-        dtype = base.dtype
-        for i, (a, b) in enumerate(pairs):  # products rounded to the dtype as mergekit's are, then summed
-            dots[i] += (offsets[a] * offsets[b]).double().sum().cpu()
-        for a, offset in enumerate(offsets):
-            squares[a] += offset.double().square().sum().cpu()
+        # products rounded to the dtype as mergekit's are, then summed
+        dots = dots + torch.stack([(offsets[a] * offsets[b]).double().sum() for a, b in pairs])
+        squares = squares + torch.stack([o.double().square().sum() for o in offsets])
         del offsets
+    dtype = base.dtype
+    dots, squares = dots.cpu(), squares.cpu()
     norms = squares.sqrt().to(dtype)
     cos_theta = torch.stack([(dots[i].to(dtype) / (norms[a] * norms[b]).clamp(min=1e-6)).clamp(-1, 1)
                              for i, (a, b) in enumerate(pairs)]).mean(dim=0).unsqueeze(-1)

@@ -36,7 +36,7 @@ from arm_ray.benchmarks.mariadb import Server, client
 from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import blank_think
-from arm_ray.world.base import SPLITS, Env, Start, StepResult, Suite, Task, assistant_turns, split_map
+from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns, check_split, split_map
 
 WRITES = ("INSERT", "DELETE", "UPDATE")
 OUTPUT_CHARS = 800  # the official cut of a result shown to the agent
@@ -116,6 +116,11 @@ def mixed(entries: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
     return [x for r in rounds for x in r if x is not None]
 
 
+def error_text(err: Exception) -> str:
+    """A server error as the agent reads it: `<errno>: <message>`."""
+    return f"{err.args[0]}: {err.args[-1]}" if len(err.args) == 2 else str(err)
+
+
 def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -188,7 +193,7 @@ class DBBenchEnv(Env):
                 with self.con.cursor() as cur:
                     cur.execute(sql, args)
             except client().MySQLError as err:
-                self.init_error = f"{err.args[0]}: {err.args[-1]}"
+                self.init_error = error_text(err)
                 break
         return Start([{"role": "user", "content": PROMPT}, {"role": "assistant", "content": "Ok."},
                       {"role": "user", "content": e["description"] + "\n" + e.get("add_description", "")}])
@@ -210,7 +215,7 @@ class DBBenchEnv(Env):
                 cur.execute(sql)
                 out = str(list(cur.fetchall())) if cur.description is not None else NO_RESULT
         except pymysql.MySQLError as e:
-            out = f"{e.args[0]}: {e.args[-1]}" if len(e.args) == 2 else str(e)
+            out = error_text(e)
         return out[:OUTPUT_CHARS] + "[TRUNCATED]" if len(out) > OUTPUT_CHARS else out
 
     def table_md5(self) -> str:
@@ -253,8 +258,7 @@ class AgentBenchDB(Suite):
         return self._files[name]
 
     def tasks(self, split: str, n: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        check_split(split)
         name = self.options.splits[split]
         entries = list(enumerate(self.file(name)))
         if self.options.order == "mixed":

@@ -41,7 +41,7 @@ from arm_ray.checkpoints import atomic_write_text
 from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
-from arm_ray.world.base import SPLITS, TRIAL, Env, Start, StepResult, Suite, Task, split_map
+from arm_ray.world.base import TRIAL, Env, Start, StepResult, Suite, Task, check_split, split_map
 
 
 class ScriptedUser(_Strict):
@@ -173,8 +173,7 @@ class Tau2Suite(Suite):
         return self.data.tasks[task.data["id"]]
 
     def tasks(self, split: str, n: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        check_split(split)
         splits, theirs = self.data.splits, self.options.splits[split]
         if theirs not in splits:
             raise ValueError(f"{self.name}: τ² has no task split {theirs!r} ({', '.join(splits)})")

@@ -17,6 +17,11 @@ TRIAL = "#"  # a task run several times (τ²'s `trials`) has ids `<task id>#<tr
 SPLIT_SIZE = {"test": 200, "dev": 200, "calibration": 200}
 
 
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
 def split_map(splits: dict[str, str], defaults: dict[str, str]) -> dict[str, str]:
     """A suite option mapping our splits to a benchmark's own, over its defaults; an unknown split is a ValueError."""
     for ours in splits:
@@ -124,8 +129,7 @@ class Suite:
         return tasks
 
     def tasks(self, split: str, n: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        check_split(split)
         start = 0
         for s in SPLITS:
             if s == split:
