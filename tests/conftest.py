@@ -150,3 +150,18 @@ def agentbench_dir() -> Path:
     if not (path / "data").is_dir():
         pytest.skip(f"no AgentBench v0.2 data at {path} (set ARM_RAY_AGENTBENCH_DIR to a clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def os_home() -> Path:
+    """The AgentBench OS machine's built tree (`python -m arm_ray.benchmarks.rootfs build`, which scripts/setup.sh
+    runs). Skipped where it is not built, except in CI, where setup.sh must have built it."""
+    from arm_ray.benchmarks import rootfs
+    from arm_ray.errors import ConfigError
+
+    try:
+        return rootfs.locate()
+    except ConfigError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(e))

@@ -21,6 +21,7 @@ BENCHMARK_SUITES = {
     "tau2_retail": "arm_ray.benchmarks.tau2:Tau2Retail",
     "tau2_airline": "arm_ray.benchmarks.tau2:Tau2Airline",
     "agentbench_db": "arm_ray.benchmarks.agentbench_db:AgentBenchDB",
+    "agentbench_os": "arm_ray.benchmarks.agentbench_os:AgentBenchOS",
 }
 SUITES = Registry("suite", {**OFFLINE_SUITES, **BENCHMARK_SUITES})
 

@@ -36,7 +36,7 @@ from arm_ray.benchmarks.mariadb import Server, client
 from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import blank_think
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns, check_split, split_map
+from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns, check_split, round_robin, split_map
 
 WRITES = ("INSERT", "DELETE", "UPDATE")
 OUTPUT_CHARS = 800  # the official cut of a result shown to the agent
@@ -105,15 +105,6 @@ def load_tasks(path: Path) -> list[dict]:
                               f"table.table_name, table.table_info.columns/rows (and answer_md5 for writes)")
         tasks.append(e)
     return tasks
-
-
-def mixed(entries: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
-    """Task types in turn, in order of first appearance, each type's tasks in file order."""
-    by_type: dict[str, list] = {}
-    for i, e in entries:
-        by_type.setdefault(e["type"][0], []).append((i, e))
-    rounds = itertools.zip_longest(*by_type.values())
-    return [x for r in rounds for x in r if x is not None]
 
 
 def error_text(err: Exception) -> str:
@@ -262,7 +253,7 @@ class AgentBenchDB(Suite):
         name = self.options.splits[split]
         entries = list(enumerate(self.file(name)))
         if self.options.order == "mixed":
-            entries = mixed(entries)
+            entries = round_robin(entries, key=lambda e: e[1]["type"][0])
         return [Task(self.name, f"dbbench-{name}-{i}", e["type"][0], {"file": name, "index": i, "entry": e})
                 for i, e in entries[:n]]
 

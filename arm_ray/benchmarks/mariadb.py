@@ -2,8 +2,8 @@
 
 `Server.start()` initialises a fresh data directory (`mariadb-install-db`) and starts `mariadbd` on it; `stop()`
 ends it and removes the directory. Episodes each get a database of their own on the one server, over their own
-connection, so many run at once. The server dies with the process that started it (the parent-death signal is
-bound to a thread that lives as long as the server), so a killed rollout actor leaves no `mariadbd` behind.
+connection, so many run at once. The server dies with the process that started it (`owned.start_owned`), so a
+killed rollout actor leaves no `mariadbd` behind.
 
 Settings that change what a task's SQL does are MySQL 8's where MariaDB has the same one (utf8mb4 text,
 `group_concat_max_len` 1024, ONLY_FULL_GROUP_BY), except strict mode: with it, 2 of DB-bench's gold UPDATEs fail
@@ -14,16 +14,15 @@ without it (measured: 197 of 200 write tasks with strict mode, 199 without).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from arm_ray.benchmarks.owned import start_owned
 from arm_ray.errors import ConfigError
 
 SQL_MODE = "ONLY_FULL_GROUP_BY,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
@@ -55,11 +54,6 @@ def client():
     return pymysql
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: sent when the thread that started us ends
-
-
 class Server:
     """One `mariadbd` with its own data directory, reachable only through `self.socket`."""
 
@@ -67,8 +61,6 @@ class Server:
         self.root: Path | None = None
         self.process: subprocess.Popen | None = None
         self._lock = threading.RLock()
-        self._started = threading.Event()
-        self._error: BaseException | None = None
 
     @property
     def socket(self) -> str:
@@ -94,29 +86,15 @@ class Server:
             argv = [mariadbd, *base, *user, f"--socket={self.socket}", f"--pid-file={self.root / 'mysqld.pid'}",
                     f"--log-error={self.root / 'error.log'}", "--skip-networking", "--skip-grant-tables",
                     f"--sql-mode={SQL_MODE}", "--group-concat-max-len=1024", "--max-connections=1000"]
-            self._started.clear()
-            self._error = None
-            threading.Thread(target=self._own, args=(argv,), daemon=True, name="mariadbd").start()
-            self._started.wait()
-            if self._error is not None:
+            try:
+                self.process = start_owned(argv, "mariadbd", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+            except OSError as e:
                 self._remove()
-                raise ConfigError(f"mariadbd did not start: {self._error}")
+                raise ConfigError(f"mariadbd did not start: {e}") from None
             self._wait_ready()
             atexit.register(self.stop)
             return self
-
-    def _own(self, argv: list[str]) -> None:
-        """Start the server and wait for it: this thread lives as long as the server, which dies with it."""
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-            self.process = p
-        except OSError as e:
-            self._error = e
-            return
-        finally:
-            self._started.set()
-        p.wait()
 
     def _wait_ready(self) -> None:
         pymysql = client()

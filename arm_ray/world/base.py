@@ -7,6 +7,7 @@ splits never share a task and a split's first n tasks never change when n grows.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,15 @@ def split_map(splits: dict[str, str], defaults: dict[str, str]) -> dict[str, str
         if ours not in SPLITS:
             raise ValueError(f"{ours!r} is not a split ({', '.join(SPLITS)})")
     return {**defaults, **splits}
+
+
+def round_robin(items: list, key) -> list:
+    """Items of each `key` in turn (keys in order of first appearance), each key's items in their order."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    rounds = itertools.zip_longest(*groups.values())
+    return [x for r in rounds for x in r if x is not None]
 
 
 def task_of(task_id: str) -> str:
