@@ -76,6 +76,12 @@ class Result:
     timed_out: bool
 
 
+def _keep(out: bytearray, chunk: bytes) -> None:
+    """Append what still fits under OUTPUT_CAP."""
+    if len(out) < OUTPUT_CAP:
+        out += chunk[: OUTPUT_CAP - len(out)]
+
+
 def _read_capped(p: subprocess.Popen, deadline: float) -> tuple[bytes, bool]:
     """stdout up to OUTPUT_CAP, the rest drained, until the process exits; (output, timed out).
 
@@ -89,8 +95,7 @@ def _read_capped(p: subprocess.Popen, deadline: float) -> tuple[bytes, bool]:
             chunk = os.read(fd, 65536)
             if not chunk:
                 return bytes(out), False
-            if len(out) < OUTPUT_CAP:
-                out += chunk[: OUTPUT_CAP - len(out)]
+            _keep(out, chunk)
         if exited:
             return bytes(out), False
         if time.monotonic() > deadline:
@@ -131,7 +136,7 @@ class Sandbox:
             os.close(read)
         try:
             self.pid = json.loads(info)["child-pid"]
-            self._wait_for_root(deadline)
+            self._wait_for_keeper(deadline)
         except (ValueError, KeyError, OSError, TimeoutError):
             keeper = self.keeper
             self.close()
@@ -140,7 +145,7 @@ class Sandbox:
                               f"user namespaces with the subordinate ids of /etc/subuid and overlay mounts in them)")
         return self
 
-    def _wait_for_root(self, deadline: float) -> None:
+    def _wait_for_keeper(self, deadline: float) -> None:
         """bubblewrap reports its child before it has set up the root and the working directory: wait for the
         command it then runs (`sleep infinity`), and enter the machine through that process."""
         while True:
@@ -232,9 +237,9 @@ class Shell:
                 except BlockingIOError:
                     continue
 
-    def _read_until_done(self, deadline: float) -> tuple[bytes, bool, bool]:
-        """(output, done, shell gone)."""
-        out, tail = bytearray(), b""
+    def _read_until_done(self, deadline: float) -> tuple[bytes, int | None, bool]:
+        """(output, the command's exit status once its marker came back, shell gone)."""
+        out, tail, seen = bytearray(), b"", 0  # seen: bytes read so far; tail: the last of them, for a split marker
         while time.monotonic() < deadline:
             if not select.select([self.master], [], [], 0.2)[0]:
                 continue
@@ -243,43 +248,40 @@ class Shell:
             except BlockingIOError:
                 continue
             except OSError:  # EIO: the shell and everything on its terminal are gone
-                return bytes(out), False, True
+                return bytes(out), None, True
             if not chunk:
-                return bytes(out), False, True
-            window = tail + chunk
-            m = self._done.search(window)
-            if m:
-                keep = max(0, m.start() - len(tail))
-                if len(out) < OUTPUT_CAP:
-                    out += chunk[:keep][: OUTPUT_CAP - len(out)]
-                return bytes(out), True, False
-            if len(out) < OUTPUT_CAP:
-                out += chunk[: OUTPUT_CAP - len(out)]
-            tail = window[-64:]
-        return bytes(out), False, False
+                return bytes(out), None, True
+            _keep(out, chunk)
+            m = self._done.search(tail + chunk)
+            if m:  # the output ends where the marker starts, even when it began in the read before
+                return bytes(out[: seen - len(tail) + m.start()]), int(m.group(1)), False
+            seen += len(chunk)
+            tail = (tail + chunk)[-64:]
+        return bytes(out), None, False
 
-    def _exchange(self, command: str, timeout: float) -> tuple[bytes, bool]:
+    def _exchange(self, command: str, timeout: float) -> tuple[bytes, int, bool]:
+        """Type `command`; (raw output, exit status or -1 when unknown, whether it ran past `timeout`)."""
         deadline = time.monotonic() + timeout
         self._write(command.encode("utf-8") + b"\n" + self._marker(), deadline)
-        out, done, gone = self._read_until_done(deadline)
+        out, status, gone = self._read_until_done(deadline)
         if gone:
             self._drop()
-        elif not done:  # Ctrl-C to what still runs, then wait for the shell to answer again
+        elif status is None:  # Ctrl-C to what still runs, then wait for the shell to answer again
             self._write(b"\x03", time.monotonic() + 2)
             self._write(b"\n" + self._marker(), time.monotonic() + 2)
-            _, done, _ = self._read_until_done(time.monotonic() + 5)
-            if not done:
+            if self._read_until_done(time.monotonic() + 5)[1] is None:
                 self._drop()
-            return out, True
-        return out, False
+            return out, -1, True
+        return out, -1 if status is None else status, False
 
     def run(self, command: str, timeout: float = 30.0) -> Result:
-        """Type `command` (and Enter); its output, cleaned as the official harness cleans it."""
+        """Type `command` (and Enter); its output, cleaned as the official harness cleans it, and exit status."""
         if self.process is None:
             self.open()
-        out, timed_out = self._exchange(command, timeout)
+        out, status, timed_out = self._exchange(command, timeout)
         # a command that reads its input (cat, read) swallows the marker's printf and may print it back
-        return Result(clean(out.replace(self._marker(), b"").replace(self._marker()[:-1], b"")), 0, timed_out)
+        shown = out.replace(self._marker(), b"").replace(self._marker()[:-1], b"")
+        return Result(clean(shown), status, timed_out)
 
     def _drop(self) -> None:
         if self.process is not None:

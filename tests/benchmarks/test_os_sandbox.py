@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -95,6 +96,7 @@ def test_shell_keeps_state_and_reads_login_files_once(box):
     try:
         assert shell.run("cd /etc && export A=1").output == ""
         assert shell.run("pwd; echo $A; echo $((2+3))").output == "/etc\n1\n5\n"
+        assert shell.run("false").returncode == 1 and shell.run("true").returncode == 0
         assert shell.run("ls --color=always /etc/apt | head -1").output == "apt.conf.d\n"  # colours cleaned
         assert shell.run("cat", timeout=1).timed_out  # reads its input: the marker is not shown back
         assert shell.run("exit").output == "logout\n"
@@ -170,3 +172,17 @@ def test_the_host_environment_does_not_reach_the_machine(os_home, monkeypatch):
             shell.close()
         names = b.run(["bash", "-c", "env | cut -d= -f1 | sort"]).output.split()
         assert names == ["HOME", "HOSTNAME", "PATH", "PWD", "SHLVL", "_"]  # ours, then bash's own
+
+
+def test_a_marker_split_across_two_reads_is_not_left_in_the_output():
+    shell = os_sandbox.Shell(sandbox=None)
+    read, write = os.pipe()
+    shell.master = read
+    marker = f"__ARM_DONE_{shell.nonce}:3\n".encode()
+    os.write(write, b"out\n" + marker[:7])
+    threading.Timer(0.3, os.write, (write, marker[7:])).start()
+    try:
+        assert shell._read_until_done(time.monotonic() + 5) == (b"out\n", 3, False)
+    finally:
+        os.close(read)
+        os.close(write)
