@@ -93,9 +93,20 @@ def validate(recipe: Recipe, n_experts: int, where: str) -> None:
 # merged in blocks too, after a first pass over the whole tensor for the one thing they need from all of it (each task
 # vector's magnitude cut; the task vectors' dot products). Other methods (breadcrumbs, RAM+, ...) get whole tensors.
 ROW_SEPARABLE = frozenset({"linear", "task_arithmetic", "dare_linear", "dare_ties", "ram"})
-# input bytes per block, over all input models: a constant, so the blocks (and DARE's draws) depend on the pool and
-# the shapes, never on the machine
+# input bytes per block, over all input models: constants, so the blocks (and DARE's draws) depend on the pool, the
+# shapes and the kind of device (CPU or GPU), never on the machine's memory
 BLOCK_BYTES = 4 << 20
+# On a GPU a 4 MiB block is all launch and read overhead (an 8B TIES candidate: 3x slower than 256 MiB blocks,
+# scripts/gpu_check.py); there the blocks only have to leave room beside the model.
+GPU_BLOCK_BYTES = 256 << 20
+
+
+def block_bytes(device: torch.device) -> int:
+    """The bytes one block of rows of all inputs may take on `device`. Random operators (DARE) draw per block, so
+    their bits depend on it as they do on the device's generator."""
+    return GPU_BLOCK_BYTES if device.type == "cuda" else BLOCK_BYTES
+
+
 ALIGN = 32  # rows: see rows_per_block
 
 # (model, tensor name, rows or None) -> that tensor on the device where it is merged; model is an expert or BASE
@@ -143,12 +154,13 @@ class LazyStateDict(Mapping):
 
 
 def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Sequence[str], read: Reader,
-           row_bytes: Callable[[str], int] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+           row_bytes: Callable[[str], int] | None = None,
+           block_bytes: Callable[[str], int] = lambda name: BLOCK_BYTES) -> Iterator[tuple[str, torch.Tensor]]:
     """The candidate's tensors one at a time, in name order, each merged from what `read` returns.
 
     Memory: the tensors yielded so far (if the caller keeps them) plus one block of rows of each input model for
     the methods `by_blocks` knows, one tensor of each for the others. `row_bytes(name)` is a row's size in the
-    checkpoint; without it no tensor is cut into blocks.
+    checkpoint; without it no tensor is cut into blocks. `block_bytes(name)` bounds one block of all inputs together.
     """
     torch.manual_seed(recipe.seed)
     custom = _custom(recipe.method)
@@ -164,7 +176,7 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
             shape = shapes[name]
             rows = shape[0] if len(shape) >= 2 and row_bytes and blocked else 0
             # each merge holds (and stacks) a block of every input: blocks shrink as the pool grows
-            step = rows_per_block(BLOCK_BYTES // (row_bytes(name) * len(models))) if rows else 0
+            step = rows_per_block(block_bytes(name) // (row_bytes(name) * len(models))) if rows else 0
             if rows > step:
                 yield name, blocked(recipe, name, shape, experts, read, step)
             else:
@@ -259,14 +271,14 @@ def magnitude_cut(deltas: Callable[[], Iterator[torch.Tensor]], k: int) -> Cut:
     high, above = 0, 0
     for d in deltas():
         if d.element_size() > 2:  # the high 16 bits first
-            h = torch.bincount((_bits(d).flatten() >> 16).cpu(), minlength=1 << 16)
+            h = torch.bincount(_bits(d).flatten() >> 16, minlength=1 << 16).cpu()  # counted where d lives
             wide = h if wide is None else wide + h
     if wide is not None:
         high, above = _bucket(wide, k)
     hist = torch.zeros(1 << 16, dtype=torch.int64)
     for d in deltas():
         key = _bits(d).flatten()
-        hist += torch.bincount((key[(key >> 16) == high] & 0xFFFF).cpu(), minlength=1 << 16)
+        hist += torch.bincount(key[(key >> 16) == high] & 0xFFFF, minlength=1 << 16).cpu()
     low, above_low = _bucket(hist, k - above)
     return Cut((high << 16) | low, k - above - above_low)
 
@@ -278,30 +290,45 @@ def _per_expert(recipe: Recipe, key: str, expert: str, default: Any) -> Any:
 
 def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequence[str], read: Reader,
                 step: int) -> torch.Tensor:
-    """TIES (mergekit's `ties`, rescale off) of tensor `name`, holding one block of rows of each input at a time."""
+    """TIES (mergekit's `ties`, rescale off) of tensor `name`, holding one block of rows of each input at a time
+    (and on a GPU with room, the task vectors between the two passes)."""
     from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 
     blocks = _blocks(shape, step)
     numel = int(torch.Size(shape).numel())
     density = {e: _per_expert(recipe, "density", e, 1.0) for e in experts}
-    cuts = {e: magnitude_cut(lambda e=e: (read(e, name, r) - read(BASE, name, r) for r in blocks),
-                             max(1, int(density[e] * numel)))
-            for e in experts if 0 < density[e] < 1}  # density >= 1 keeps every entry, <= 0 none
+    cut_experts = [e for e in experts if 0 < density[e] < 1]  # density >= 1 keeps every entry, <= 0 none
+    first = read(BASE, name, blocks[0])
+    # the cut pass reads every task vector once more; where they fit beside the model (on a GPU) they are kept
+    # from that pass for the merge instead of being read again
+    held: dict[tuple[str, int], torch.Tensor] | None = (
+        {} if numel * first.element_size() * len(cut_experts) <= hold_bytes(first.device) else None)
+
+    def delta(e: str, i: int) -> torch.Tensor:
+        if held is not None and (e, i) in held:
+            return held[e, i]
+        d = read(e, name, blocks[i]) - (first if i == 0 else read(BASE, name, blocks[i]))
+        if held is not None and e in cut_experts:
+            held[e, i] = d
+        return d
+
+    cuts = {e: magnitude_cut(lambda e=e: (delta(e, i) for i in range(len(blocks))), max(1, int(density[e] * numel)))
+            for e in cut_experts}
     weights_list = [_per_expert(recipe, "weight", e, None) for e in experts]
     normalize = recipe.parameters.get("normalize", True)
     lam = recipe.parameters.get("lambda", 1.0)
     mask_dtype = torch.int8 if recipe.parameters.get("int8_mask", False) else None
 
-    def block(r: tuple[int, int]) -> torch.Tensor:
-        base = read(BASE, name, r)
+    def block(i: int) -> torch.Tensor:
+        base = first if i == 0 else read(BASE, name, blocks[i])
         deltas = base.new_empty((len(experts), *base.shape))
-        for i, e in enumerate(experts):
-            delta = read(e, name, r) - base
+        for j, e in enumerate(experts):
+            d = held.pop((e, i)) if held is not None and (e, i) in held else read(e, name, blocks[i]) - base
             if e in cuts:
-                delta = delta * cuts[e].keep(delta).to(delta.dtype)
+                d = d * cuts[e].keep(d).to(d.dtype)
             elif density[e] <= 0:
-                delta = torch.zeros_like(delta)
-            deltas[i] = delta
+                d = torch.zeros_like(d)
+            deltas[j] = d
         weights = torch.tensor(weights_list, dtype=deltas.dtype, device=deltas.device)
         weights = weights.view(-1, *[1] * (deltas.dim() - 1))
         deltas.mul_(weights)  # as mergekit's generalized task arithmetic does, from here on element-wise
@@ -315,7 +342,15 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
             mixed *= lam
         return (base + mixed).to(base.dtype)
 
-    return _assemble(shape, ((r, block(r)) for r in blocks))
+    return _assemble(shape, ((r, block(i)) for i, r in enumerate(blocks)))
+
+
+def hold_bytes(device: torch.device) -> int:
+    """How much a block merge may keep between its passes: a quarter of a GPU's free memory, nothing on the CPU
+    (where the blocks exist to bound host memory)."""
+    if device.type != "cuda":
+        return 0
+    return torch.cuda.mem_get_info(device)[0] // 4
 
 
 # -- Model Stock in blocks of rows ---------------------------------------------------------------------------

@@ -69,14 +69,16 @@ class Sources:
         if job.kind == "expert":
             ck = self.checkpoint(job.expert)
             return ((name, read(job.expert, name, None)) for name in sorted(ck.tensors))
-        return self.candidate(job.recipe, read)
+        return self.candidate(job.recipe, plan.device_of)
 
-    def candidate(self, recipe: pool.Recipe, read: pool.Reader) -> Iterator[tuple[str, torch.Tensor]]:
+    def candidate(self, recipe: pool.Recipe, device_of: Callable[[str], str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """The candidate's tensors, each merged on (and left on) the device `device_of(tensor)`."""
         base = self.checkpoint(pool.BASE)
         for e in self.experts:
             self.checkpoint(e)
-        return pool.stream(recipe, {n: t.shape for n, t in base.tensors.items()}, list(self.experts), read,
-                           base.row_bytes)
+        return pool.stream(recipe, {n: t.shape for n, t in base.tensors.items()}, list(self.experts),
+                           self.reader(device_of), base.row_bytes,
+                           lambda name: pool.block_bytes(torch.device(device_of(name))))
 
 
 def build_model(config_dir: str, tensors: Iterable[tuple[str, torch.Tensor]], plan: DevicePlan, dtype: str):
@@ -148,8 +150,7 @@ class Worker:
                         overwrite: bool = False) -> None:
         s = self.sources
         base = s.checkpoint(pool.BASE)
-        read = s.reader(lambda name: s.device)
-        checkpoints.write_tensors(s.candidate(recipe, read), base, Path(out), max_shard_bytes, readme,
+        checkpoints.write_tensors(s.candidate(recipe, lambda name: s.device), base, Path(out), max_shard_bytes, readme,
                                   overwrite=overwrite)
 
 

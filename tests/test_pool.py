@@ -150,12 +150,15 @@ TIES = [{"weight": 1.0, "density": 0.5},
         {"weight": 1.0, "density": 0.5, "rescale": True}]  # rescaled by the whole tensor's norm: merged whole
 
 
+@pytest.mark.parametrize("hold", [0, 1 << 30])
 @pytest.mark.parametrize("params", TIES)
-def test_ties_in_row_blocks_equals_mergekits_whole_merge(params, monkeypatch):
+def test_ties_in_row_blocks_equals_mergekits_whole_merge(params, hold, monkeypatch):
     """TIES merges large tensors in blocks after finding each task vector's cut over the whole tensor: in float32
-    (no two |delta| equal at a cut here) the same bits as mergekit's whole-state-dict merge."""
+    (no two |delta| equal at a cut here) the same bits as mergekit's whole-state-dict merge, whether the task
+    vectors are read again for the merge (CPU) or kept from the cut pass (GPU with room)."""
     base, experts = _models()
     monkeypatch.setattr(pool, "BLOCK_BYTES", 16 * 4 * 7)
+    monkeypatch.setattr(pool, "hold_bytes", lambda device: hold)
     got = pool.build(pool.Recipe("ties", "ties", params), experts, base)
     want = _whole("ties", params, base, experts)
     for k in want:
