@@ -1,6 +1,7 @@
-"""The coordinator actor: runs the ARM recipe (`arm_ray.pipeline.run`) and owns the run directory.
+"""The coordinator actor: runs the ARM recipe (`arm_ray.pipeline.run`) and owns the run directory; and the
+analyst actor, which measures the paper's findings on a finished run (`arm_ray.analyze.analyze`).
 
-It makes the tracer and rollout actors the recipe asks for and shuts them down when it ends.
+Each makes the tracer and rollout actors its recipe asks for and shuts them down when it ends.
 """
 
 from __future__ import annotations
@@ -12,7 +13,27 @@ import ray
 from actors.rollout import RayRollouts
 from actors.tracer import RayTracing
 from arm_ray import logs, pipeline
-from arm_ray.config import parse_config
+from arm_ray.config import RunConfig, parse_config
+
+
+class Backends:
+    """Factories of the run's tracer and rollout actor groups, and the groups they made."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg, self.made = cfg, []
+
+    def tracing(self, ctx):
+        device = "cuda" if self.cfg.resources.tracer_num_gpus > 0 else "cpu"
+        self.made.append(RayTracing(ctx.sources(device), self.cfg.resources, len(pipeline.trace_jobs(ctx))))
+        return self.made[-1]
+
+    def rollouts(self, cfg):
+        self.made.append(RayRollouts(cfg.evaluation.engine.model_dump(), cfg.resources, cfg.seed))
+        return self.made[-1]
+
+    def shutdown(self) -> None:
+        for b in self.made:
+            b.shutdown()
 
 
 @ray.remote
@@ -22,20 +43,24 @@ class Coordinator:
 
         logs.setup()
         cfg = parse_config(config)
-        backends = []
-
-        def tracing(ctx):
-            device = "cuda" if cfg.resources.tracer_num_gpus > 0 else "cpu"
-            backends.append(RayTracing(ctx.sources(device), cfg.resources, len(pipeline.trace_jobs(ctx))))
-            return backends[-1]
-
-        def rollouts(cfg):
-            backends.append(RayRollouts(cfg.evaluation.engine.model_dump(), cfg.resources, cfg.seed))
-            return backends[-1]
-
+        backends = Backends(cfg)
         try:
-            return pipeline.run(cfg, Path(out), tracing, rollouts, overwrite=overwrite, progress=tqdm,
-                                resume=resume)
+            return pipeline.run(cfg, Path(out), backends.tracing, backends.rollouts, overwrite=overwrite,
+                                progress=tqdm, resume=resume)
         finally:
-            for b in backends:
-                b.shutdown()
+            backends.shutdown()
+
+
+@ray.remote
+class Analyst:
+    def analyze(self, run_dir: str, options: dict) -> dict:
+        from ray.experimental.tqdm_ray import tqdm
+
+        from arm_ray.analyze import Options, analyze, load_run
+
+        logs.setup()
+        backends = Backends(load_run(Path(run_dir)).cfg)
+        try:
+            return analyze(Path(run_dir), Options(**options), backends.tracing, backends.rollouts, progress=tqdm)
+        finally:
+            backends.shutdown()

@@ -56,6 +56,7 @@ class Operator(_Strict):
     name: str
     method: str = Field(description="mergekit method name, or package.module:function")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = Field(None, description="what random operators (DARE) draw from; default: the run's seed")
 
 
 class Weak(_Strict):

@@ -1,4 +1,4 @@
-"""`python -m arm_ray.main`: merge an expert pool with ARM.
+"""`python -m arm_ray.main`: merge an expert pool with ARM (`arm-ray analyze RUN_DIR`: `arm_ray.analyze`).
 
 With `--address` or RAY_ADDRESS set (as under `ray job submit`) it joins that
 cluster; otherwise it starts an embedded local Ray. The driver validates the
@@ -73,6 +73,19 @@ def init_ray(address: str | None):
     watchdog.start(ctx.address_info["session_dir"])  # a driver killed with SIGKILL leaves no Ray process behind
 
 
+def get_remote(ref):
+    """ray.get, with a user error (ArmError) raised inside the actor re-raised as itself (one line, no traceback)."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, ArmError):
+            raise cause from None
+        raise
+
+
 def run(argv=None) -> dict:
     args = parse_args(argv)
     logs.setup()
@@ -101,12 +114,7 @@ def run(argv=None) -> dict:
 
     coordinator = Coordinator.options(num_cpus=cfg.resources.coordinator_num_cpus).remote()
     try:
-        report = ray.get(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite, args.resume))
-    except ray.exceptions.RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, ArmError):
-            raise cause from None
-        raise
+        report = get_remote(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite, args.resume))
     finally:
         ray.kill(coordinator)
     # the result, on stdout (progress and warnings go to stderr through logging)
@@ -124,6 +132,11 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["analyze"]:  # `arm-ray analyze RUN_DIR`: the paper's findings on a finished run
+        from arm_ray import analyze
+
+        return analyze.main(argv[1:])
     logs.setup()
     try:
         run(argv)

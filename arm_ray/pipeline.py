@@ -81,6 +81,7 @@ def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingB
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):  # one run per output directory at a time
         remove_stale_outputs(out)
+        checkpoints.atomic_write_text(out / "run_config.json", cfg.model_dump_json(indent=2))  # what analyze reruns
         with clock("prepare"):
             ctx = prepare(cfg)
         for w in ctx.warnings:

@@ -24,8 +24,8 @@ from arm_ray.saliency import Packed, pack_trajectories
 from arm_ray.tracing import Sources
 
 # what a run directory holds; a directory with any of them is a run, replaced only with --overwrite
-RUN_OUTPUTS = ("model", "backbone", "report.json", "report.md", "saliency.parquet", "eval.parquet", "aos.png",
-               "transplant.png", "results.png", "results", ".arm_ray")
+RUN_OUTPUTS = ("model", "backbone", "run_config.json", "report.json", "report.md", "saliency.parquet", "eval.parquet",
+               "aos.png", "transplant.png", "results.png", "results", "analysis", ".arm_ray")
 
 
 @dataclass
@@ -120,6 +120,7 @@ def remove_stale_outputs(out: Path) -> None:
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     shutil.rmtree(out / "results", ignore_errors=True)  # benchmarks' own results files, written per run
+    shutil.rmtree(out / "analysis", ignore_errors=True)  # `arm_ray.analyze` of the run this one replaces
 
 
 def _alive(pid: int) -> bool:
@@ -152,7 +153,8 @@ def prepare(cfg: RunConfig) -> Context:
         mlp_names(base.config.get("model_type", ""))
     except KeyError as e:
         raise ConfigError(f"base: {e.args[0]}") from None
-    recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed) for op in cfg.operators]
+    recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed if op.seed is None else op.seed)
+               for op in cfg.operators]
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")
     for b in cfg.evaluated:  # each suite's options, and that its environment can run here (before any rollout)
@@ -176,6 +178,17 @@ def prepare(cfg: RunConfig) -> Context:
 
 
 def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[dict[str, Packed], list[str]]:
+    """Each in-domain benchmark's calibration, packed for tracing with groups (b, role) for its roles."""
+    encoded, warnings = encode_benchmarks(cfg, base)
+    packed = {}
+    for b, enc in encoded.items():
+        roles = list(dict.fromkeys([cfg.role_of(b), *cfg.calibration.extra_roles]))
+        packed[b] = pack_trajectories(enc, [(b, r) for r in roles], cfg.trace.max_tokens_per_batch)
+    return packed, warnings
+
+
+def encode_benchmarks(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[dict[str, list], list[str]]:
+    """Each in-domain benchmark's calibration trajectories, tokenized with their role positions, in file order."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base.path)
@@ -201,22 +214,21 @@ def encode_calibration(cfg: RunConfig, base: checkpoints.Checkpoint) -> tuple[di
                 by_bench[t.benchmark].append(t)
                 if f.path not in sources[t.benchmark]:
                     sources[t.benchmark].append(f.path)
-    packed = {}
+    encoded = {}
     for b, trajs in by_bench.items():
         role = cfg.role_of(b)
         if not trajs:
             raise DataError(f"benchmark {b}: no calibration trajectory (check calibration.files)")
         roles = list(dict.fromkeys([role, *cfg.calibration.extra_roles]))
-        encoded = encoder.encode(trajs, {b: roles}, {b: cfg.parser_of(b)})
-        truncated = sum(e.truncated for e in encoded)
+        encoded[b] = encoder.encode(trajs, {b: roles}, {b: cfg.parser_of(b)})
+        truncated = sum(e.truncated for e in encoded[b])
         if truncated:
-            warnings.append(f"benchmark {b}: {truncated} of {len(encoded)} trajectories cut to "
+            warnings.append(f"benchmark {b}: {truncated} of {len(encoded[b])} trajectories cut to "
                             f"calibration.max_length={cfg.calibration.max_length} tokens")
-        packed[b] = pack_trajectories(encoded, [(b, r) for r in roles], cfg.trace.max_tokens_per_batch)
-        if packed[b].n_tokens[0] == 0:
+        if not any(len(e.positions.get(role, ())) for e in encoded[b]):
             raise DataError(f"benchmark {b}: no calibration trajectory in {', '.join(sources[b])} has a {role!r} "
                             f"token (parser {cfg.parser_of(b)}); check the data or the role")
-    return packed, warnings
+    return encoded, warnings
 
 
 def load_dev_scores(cfg: RunConfig) -> dict:

@@ -1,0 +1,76 @@
+"""The findings' arithmetic on small hand-made inputs (no model, no rollout)."""
+
+import numpy as np
+import pytest
+
+from arm_ray import selection
+from arm_ray.analysis import findings
+from arm_ray.saliency import TraceResult
+
+
+def rows_of(model, scores):
+    """Test eval rows: {benchmark: [reward per task]}."""
+    return [{"model": model, "split": "test", "benchmark": b, "task_id": f"{b}-{i}", "reward": float(r)}
+            for b, rs in scores.items() for i, r in enumerate(rs)]
+
+
+def test_aos_vs_quality_points_and_correlations():
+    rows = (rows_of("a", {"x": [1, 1], "y": [1, 0]}) + rows_of("b", {"x": [1, 0], "y": [0, 0]})
+            + rows_of("backbone", {"x": [1, 1], "y": [1, 1]}))
+    cands = [{"name": "a", "eval_model": "a", "mean_aos": 0.5}, {"name": "b", "eval_model": "b", "mean_aos": 0.2},
+             {"name": "sel", "eval_model": "backbone", "mean_aos": 0.9}]
+    f = findings.aos_vs_quality(cands, rows, ["x", "y"], n_boot=200, seed=0)
+    assert [p["avg"][0] for p in f["points"]] == pytest.approx([0.75, 0.25, 1.0])  # mean of the suites' means
+    assert f["pearson"][0] == pytest.approx(np.corrcoef([0.5, 0.2, 0.9], [0.75, 0.25, 1.0])[0, 1])
+    assert f["spearman"][0] == pytest.approx(1.0)
+    assert f["highest_aos"] == "sel" and f["best_avg"] == "sel" and f["highest_aos_avg_rank"] == 1
+    assert f["n_points"] == 3 and f["tasks"] == {"x": 2, "y": 2}
+
+
+def test_subset_saliency_is_the_mean_over_trajectories_with_role_tokens():
+    sums = np.zeros((1, 3, 2), np.float32)
+    sums[0, 0], sums[0, 1] = [1, 2], [3, 6]  # group 2 has no role token
+    r = TraceResult("m", "expert", [("b#0", "r"), ("b#1", "r"), ("b#2", "r")], sums, [1, 1, 0], [4, 5, 0])
+    assert findings.subset_saliency(r, [0, 1, 2]).tolist() == [[2, 4]]
+    assert findings.subset_saliency(r, [1]).tolist() == [[3, 6]]
+    with pytest.raises(ValueError, match="no trajectory"):
+        findings.subset_saliency(r, [2])
+
+
+def test_draw_is_seeded_without_replacement_and_all_when_asked_for_more():
+    a = findings.draw(10, 4, seed=0, salt=1)
+    assert a == findings.draw(10, 4, seed=0, salt=1) and len(set(a)) == 4 and a == sorted(a)
+    assert a != findings.draw(10, 4, seed=1, salt=1)
+    assert findings.draw(3, 8, 0, 0) == findings.draw(3, None, 0, 0) == [0, 1, 2]
+
+
+def test_arm_sets_protection_and_its_ablation():
+    donor = {"x": np.array([[1, 1, 0, 0]], bool), "y": np.array([[0, 0, 1, 1]], bool)}
+    backbone = {"x": np.array([[0, 0, 1, 0]], bool), "y": np.array([[1, 0, 0, 0]], bool)}
+    weak = [{"benchmark": "x", "gap": 0.3}]
+    on = findings.arm_sets(donor, backbone, weak, {"x": "ex", "y": "ey"}, "skip", protect=True)
+    off = findings.arm_sets(donor, backbone, weak, {"x": "ex", "y": "ey"}, "skip", protect=False)
+    assert on["x"].tolist() == [[False, True, False, False]]  # neuron 0 is salient for y in the backbone
+    assert off["x"].tolist() == [[True, True, False, False]]
+    assert findings.moved(on) == 1 and findings.moved(off) == 2
+
+
+def test_calibration_point_on_the_full_set_is_the_runs_selection():
+    rng = np.random.default_rng(0)
+    groups = {"x": [("x#0", "r"), ("x#1", "r")], "y": [("y#0", "r"), ("y#1", "r")]}
+    every = groups["x"] + groups["y"]
+
+    def result(name, gs):
+        return TraceResult(name, "m", gs, rng.random((2, len(gs), 20)).astype(np.float32), [1] * len(gs),
+                           [3] * len(gs))
+
+    per = {"ex": result("ex", groups["x"]), "ey": result("ey", groups["y"]), "c1": result("c1", every),
+           "c2": result("c2", every)}
+    p = findings.calibration_point(per, groups, {"x": "ex", "y": "ey"}, ["c1", "c2"], [], {"x": "ex", "y": "ey"},
+                                   "skip", 0.2)
+    s_ex = per["ex"].sums[:, :2, :].mean(axis=1)
+    assert np.array_equal(p["expert_sets"]["x"], selection.salient_set(s_ex, 0.2))
+    assert p["selected"] == selection.select(p["aos"], ["c1", "c2"]) and p["final"] == {}
+    change = findings.calibration_change(p, p)
+    assert change["expert_jaccard"] == change["candidate_jaccard"] == 1.0 and change["same_choice"]
+    assert change["transplant_jaccard"] is None  # no weak benchmark: nothing to compare

@@ -1,0 +1,97 @@
+"""`arm_ray.analyze` on a finished run (in-process backends): every finding written, a k-sweep traces nothing,
+the per-trajectory re-trace gives back the run's saliency, and bad input is refused before any work."""
+
+import json
+
+import pytest
+
+from arm_ray import analyze
+from arm_ray.errors import ConfigError
+from arm_ray.main import main as arm_ray_main
+from arm_ray.rollout.backend import LocalRollouts
+from arm_ray.tracing import LocalTracing
+from tests.conftest import small_demo_config
+from tests.test_pipeline import run_local
+
+
+class CountingTracing(LocalTracing):
+    """LocalTracing that counts the models it is asked to trace."""
+    traced = 0
+
+    def trace(self, jobs, packed, on_done=None):
+        CountingTracing.traced += len(jobs)
+        return super().trace(jobs, packed, on_done)
+
+
+@pytest.fixture(scope="module")
+def finished_run(trained_pool, tmp_path_factory):
+    cfg = small_demo_config(trained_pool, {"max_new_tokens": 24})
+    cfg["operators"] = [{"name": "average", "method": "linear", "parameters": {"weight": 1.0}},
+                        {"name": "ta_0.3", "method": "task_arithmetic", "parameters": {"weight": 0.3}},
+                        {"name": "ties", "method": "ties", "parameters": {"weight": 1.0, "density": 0.5}}]
+    out = tmp_path_factory.mktemp("analyze") / "run"
+    run_local(cfg, out, rollouts=LocalRollouts("transformers", threads=1))
+    return out
+
+
+def run_analysis(out, **opts):
+    CountingTracing.traced = 0
+    return analyze.analyze(out, analyze.Options(n_boot=200, **opts),
+                           lambda ctx: CountingTracing(ctx.sources("cpu"), 1),
+                           lambda cfg: LocalRollouts("transformers", threads=1))
+
+
+def test_findings_1_to_5_trace_nothing_and_write_every_file(finished_run):
+    state = run_analysis(finished_run, findings=[1, 2, 3, 4, 5], ks=[0.05, 0.1])
+    assert state["traces"] == 0 and CountingTracing.traced == 0  # the k-sweep reuses the stored saliency
+    f = state["findings"]
+    assert set(f) == {"aos_vs_quality", "role_overlap", "protection_sweep", "arm_vs_backbone", "role_agnostic"}
+    assert f["aos_vs_quality"]["n_points"] == 3
+    sweep = f["protection_sweep"]
+    assert [(p["k"], p["protect"]) for p in sweep["points"]] == [(0.05, False), (0.05, True), (0.1, False),
+                                                                (0.1, True)]
+    run_report = json.loads((finished_run / "report.json").read_text())
+    at_run_k = next(p for p in sweep["points"] if p["k"] == 0.1 and p["protect"])
+    assert at_run_k["moved"] == sum(len(v) for v in run_report["transplanted"].values())
+    assert all(p["moved"] >= q["moved"] for p in sweep["points"] for q in sweep["points"]
+               if p["k"] == q["k"] and not p["protect"] and q["protect"])  # protection only removes neurons
+    # the run's own ARM model is not rolled out again: at most 3 sweep models and the ablation's two (its
+    # backbone, on 3 x 2 dev tasks too) are new, on 4 suites x 2 test tasks
+    assert state["rollout_episodes"] <= (3 + 2) * 4 * 2 + 3 * 2
+    a = finished_run / "analysis"
+    on_disk = json.loads((a / "analysis.json").read_text())
+    assert on_disk["traces"] == 0 and set(on_disk["findings"]) == set(f)
+    for name in f:
+        assert (a / f"{name}.png").stat().st_size > 10_000, name
+    md = (a / "analysis.md").read_text()
+    for paper in ("0.84", "61 %", "19.1 -> 28.5"):
+        assert paper in md
+    assert "Traces run by this analysis: 0" in md
+
+
+def test_calibration_size_retraces_each_model_once_and_reproduces_the_run(finished_run):
+    state = run_analysis(finished_run, findings=[6], sizes=[1], seeds=2)
+    c = state["findings"]["calibration_size"]
+    assert state["traces"] == CountingTracing.traced == 6  # 3 experts + 3 candidates, once each
+    assert c["max_abs_diff_to_run_saliency"] < 1e-4
+    assert [(p["n"], p["seed"]) for p in c["points"]] == [(1, 0), (1, 1)]
+    assert all(0 <= p["expert_jaccard"] <= 1 for p in c["points"])
+
+
+def test_bad_input_is_refused_before_work(finished_run, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no such run directory"):
+        analyze.load_run(tmp_path / "nothing")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "report.json").write_text("{}")
+    with pytest.raises(ConfigError, match="missing run_config.json, saliency.parquet"):
+        analyze.load_run(tmp_path / "half")
+    with pytest.raises(ConfigError, match="findings"):
+        analyze.parse_args([str(finished_run), "--findings", "1,9"])
+    with pytest.raises(ConfigError, match="expected comma-separated numbers"):
+        analyze.parse_args([str(finished_run), "--ks", "0.1,x"])
+    run = analyze.load_run(finished_run)
+    run.rows = [r for r in run.rows if r["model"] != "ta_0.3"]
+    with pytest.raises(ConfigError, match="finding 1 needs test rollouts of every candidate.*--findings"):
+        analyze.check(run, analyze.Options())
+    assert arm_ray_main(["analyze", str(tmp_path / "half")]) == 2  # the console script's subcommand
+    assert "missing run_config.json" in capsys.readouterr().err
