@@ -56,10 +56,10 @@ class Analyst:
     def analyze(self, run_dir: str, options: dict) -> dict:
         from ray.experimental.tqdm_ray import tqdm
 
-        from arm_ray.analyze import Options, analyze, load_run
+        from arm_ray.analyze import Options, analyze, run_config
 
         logs.setup()
-        backends = Backends(load_run(Path(run_dir)).cfg)
+        backends = Backends(run_config(Path(run_dir)))
         try:
             return analyze(Path(run_dir), Options(**options), backends.tracing, backends.rollouts, progress=tqdm)
         finally:

@@ -31,8 +31,8 @@ from arm_ray.analysis import findings, plots
 from arm_ray.analysis.markdown import markdown
 from arm_ray.architectures import mlp_names
 from arm_ray.config import RunConfig
-from arm_ray.errors import ArmError, ConfigError
-from arm_ray.evaluation import metrics
+from arm_ray.errors import ConfigError
+from arm_ray.evaluation import intervals, metrics
 from arm_ray.rollout import results as eval_results
 from arm_ray.saliency import pack_trajectories, read_saliency
 from arm_ray.tracing import TraceJob
@@ -124,11 +124,18 @@ def load_run(run_dir: Path) -> Run:
         raise ConfigError(f"{run_dir}: missing {', '.join(missing)}{hint}")
     try:
         report = json.loads((run_dir / "report.json").read_text())
-        cfg = RunConfig.model_validate_json((run_dir / "run_config.json").read_text())
-    except (json.JSONDecodeError, ValueError) as e:
-        raise ConfigError(f"{run_dir}: report.json or run_config.json is not readable: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{run_dir / 'report.json'}:{e.lineno}: not valid JSON ({e.msg})") from None
     rows = eval_results.read_eval(run_dir / "eval.parquet") if (run_dir / "eval.parquet").is_file() else []
-    return Run(run_dir, cfg, report, read_saliency(run_dir / "saliency.parquet"), rows)
+    return Run(run_dir, run_config(run_dir), report, read_saliency(run_dir / "saliency.parquet"), rows)
+
+
+def run_config(run_dir: Path) -> RunConfig:
+    """The config the run in `run_dir` ran with (its run_config.json)."""
+    try:
+        return RunConfig.model_validate_json((run_dir / "run_config.json").read_text())
+    except ValueError as e:
+        raise ConfigError(f"{run_dir / 'run_config.json'}: not a run config: {e}") from None
 
 
 def check(run: Run, opts: Options) -> None:
@@ -339,8 +346,6 @@ def sweep_name(k: float, protect: bool) -> str:
 
 def sweep_result(sweep: dict, rows: list[dict], bench: list[str], opts: Options, seed: int) -> dict:
     """Each (k, protection) point's in-domain AVG and WS, and protected - unprotected paired by task."""
-    from arm_ray.evaluation import intervals
-
     points = []
     for (k, protect), final in sorted(sweep.items()):
         s = findings.score(rows, sweep_name(k, protect), bench, opts.n_boot, seed)
@@ -370,8 +375,6 @@ def role_agnostic(lab: Lab, opts: Options) -> dict:
 
 
 def role_agnostic_result(ablation: dict, run: Run, rows: list[dict], opts: Options, seed: int) -> dict:
-    from arm_ray.evaluation import intervals
-
     bench, cfg = run.cfg.evaluated, run.cfg
     mean_aos = {c: float(np.mean(list(v.values()))) for c, v in ablation["aos"].items()}
     res = {"selected": ablation["selected"], "run_selected": run.report["selected"],
@@ -443,8 +446,6 @@ def calibration_size(lab: Lab, opts: Options) -> dict:
         name = f"calibration_n{n}_arm"
         rows = lab.evaluate({name: Spec.of(point["selected"], point["final"])}, cfg.evaluated)
         rows += [r for r in run.rows if r["model"] == "arm" and r["split"] == "test"]
-        from arm_ray.evaluation import intervals
-
         result["smallest_arm"] = {"model": name, "n": n, "backbone": point["selected"],
                                   "basis": "same choice" if n == smallest else "equivalent choice",
                                   **findings.score(rows, name, cfg.evaluated, opts.n_boot, cfg.seed),
@@ -465,8 +466,6 @@ def from_on(sizes: list[int], points: list[dict], key: str) -> int | None:
 
 def candidate_avgs(run: Run) -> dict[str, list[float]]:
     """Each candidate's test AVG [estimate, low, high] from the run's rows (those it rolled out)."""
-    from arm_ray.evaluation import intervals
-
     tested = {r["model"] for r in run.rows if r["split"] == "test"}
     out = {}
     for c in run.candidates:
@@ -526,19 +525,18 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Options]:
 
 
 def run(argv=None) -> dict:
-    from arm_ray import logs
     from arm_ray.main import get_remote, init_ray
 
     args, opts = parse_args(argv)
-    logs.setup()
     run_dir = Path(args.run_dir).expanduser().resolve()
-    check(load_run(run_dir), opts)  # before Ray starts
+    stored = load_run(run_dir)
+    check(stored, opts)  # before Ray starts
     init_ray(args.address)
     import ray
 
     from actors.coordinator import Analyst
 
-    analyst = Analyst.options(num_cpus=load_run(run_dir).cfg.resources.coordinator_num_cpus).remote()
+    analyst = Analyst.options(num_cpus=stored.cfg.resources.coordinator_num_cpus).remote()
     try:
         state = get_remote(analyst.analyze.remote(str(run_dir), opts.model_dump()))
     finally:
@@ -551,18 +549,9 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    from arm_ray import logs
+    from arm_ray.main import guarded
 
-    logs.setup()
-    try:
-        run(argv)
-    except ArmError as e:
-        log.error(str(e))
-        return 2
-    except KeyboardInterrupt:
-        log.error("interrupted; no analysis directory was written")
-        return 130
-    return 0
+    return guarded(run, argv, "interrupted; no analysis directory was written")
 
 
 if __name__ == "__main__":

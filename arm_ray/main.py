@@ -137,14 +137,20 @@ def main(argv=None) -> int:
         from arm_ray import analyze
 
         return analyze.main(argv[1:])
+    return guarded(run, argv, "interrupted; the output directory holds no complete model or report from this run")
+
+
+def guarded(command, argv, interrupted: str) -> int:
+    """A command line's exit code: 0, or 2 with one line for a user error, 130 with one line for Ctrl-C (the
+    shell's code for SIGINT; outputs are written atomically)."""
     logs.setup()
     try:
-        run(argv)
+        command(argv)
     except ArmError as e:
         log.error(str(e))
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: one line, and the shell's code for SIGINT (outputs are written atomically)
-        log.error("interrupted; the output directory holds no complete model or report from this run")
+    except KeyboardInterrupt:
+        log.error(interrupted)
         return 130
     return 0
 
