@@ -7,11 +7,14 @@ busy; within a job all episodes advance together and the engine batches them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 
 from actors.group import ActorGroup, Placed
+from arm_ray import logs
 from arm_ray.rollout.backend import OnDone
 from arm_ray.rollout.run import SuiteRun, rollout, sampling_by_suite
 from arm_ray.rollout.vllm_engine import VLLMEngine
@@ -26,7 +29,9 @@ class RolloutJob:
 
 @ray.remote
 class RolloutActor(Placed):
-    def __init__(self, engine: dict, seed: int, use_gpu: bool, threads: int):
+    def __init__(self, engine: dict, seed: int, use_gpu: bool, threads: int, log_dir: str | None = None):
+        if log_dir:  # the engine's own output (dozens of lines per engine start) goes to the run, not the console
+            logs.to_file(Path(log_dir) / f"rollout-{os.getpid()}.log")
         self.engine = VLLMEngine(engine, seed, use_gpu, threads)
 
     def evaluate(self, job: RolloutJob, sampling: dict[str, dict]) -> list[dict]:
@@ -37,23 +42,29 @@ class RolloutActor(Placed):
         self.engine.shutdown()
 
 
+def actor_resources(resources, tp: int) -> tuple[dict, list[dict] | None]:
+    """What one rollout actor asks Ray for, and its placement group's bundles (None: no placement group).
+
+    With tensor parallelism the engine's `tp` GPU workers are Ray actors of their own, one per bundle of one
+    node; the actor (the engine's driver) sits in bundle 0 beside a worker and takes a share of its CPUs."""
+    if tp <= 1:
+        return {"num_cpus": resources.rollout_num_cpus, "num_gpus": resources.rollout_num_gpus}, None
+    cpus = resources.rollout_num_cpus / tp
+    return {"num_cpus": cpus, "num_gpus": 0}, [{"CPU": cpus, "GPU": 1}] * tp
+
+
 class RayRollouts:
     """The pipeline's rollout backend (`arm_ray.rollout.backend.RolloutBackend`) on Ray: N vLLM actors.
 
-    `resources`: config.Resources; `engine`: config.Engine as a dict.
+    `resources`: config.Resources; `engine`: config.Engine as a dict; `log_dir`: where each actor writes its
+    engine's output (None: to the console, through Ray).
     """
 
-    def __init__(self, engine: dict, resources, seed: int):
+    def __init__(self, engine: dict, resources, seed: int, log_dir: str | None = None):
         use_gpu = resources.rollout_num_gpus > 0
         threads = max(1, int(resources.rollout_num_cpus))
-        tp = engine.get("tensor_parallel_size", 1)
-        opts = {"num_cpus": resources.rollout_num_cpus, "num_gpus": resources.rollout_num_gpus}
-        bundles = None
-        if tp > 1:  # the engine's tp GPU workers are Ray actors of their own, one per bundle of one node
-            cpus = resources.rollout_num_cpus / tp
-            bundles = [{"CPU": cpus, "GPU": 1}] * tp
-            opts = {"num_cpus": cpus, "num_gpus": 0}  # the driver of the engine sits in bundle 0 beside a worker
-        self.group = ActorGroup(RolloutActor, resources.rollout_actors, opts, engine, seed, use_gpu, threads,
+        opts, bundles = actor_resources(resources, engine.get("tensor_parallel_size", 1))
+        self.group = ActorGroup(RolloutActor, resources.rollout_actors, opts, engine, seed, use_gpu, threads, log_dir,
                                 start_timeout_s=resources.actor_start_timeout_s, what="rollout", bundles=bundles)
 
     def evaluate(self, models: dict[str, str], runs: list[SuiteRun], sampling: dict[str, dict],

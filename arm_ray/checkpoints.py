@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
 
+from arm_ray.atomic import atomic_dir
 from arm_ray.errors import CheckpointError
 
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -225,6 +224,20 @@ def open_checkpoint(ref: str, name: str | None = None) -> Checkpoint:
     return Checkpoint(name, path, config, tensors)
 
 
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32):
+    """A checkpoint directory (or hub id) as a transformers causal LM on the CPU, for generation or training."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+
+
+def save_model(model, out: Path, tokenizer=None) -> None:
+    """A transformers model, and its tokenizer when given, written as a checkpoint directory (safetensors)."""
+    model.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+
+
 def check_compatible(checkpoints: list[Checkpoint]) -> None:
     """Same architecture, tensor names, shapes and tokenizer; the error names both models and the field."""
     ref = checkpoints[0]
@@ -250,61 +263,6 @@ def first_nonweight_files(path: Path) -> list[Path]:
     """Config, generation config and tokenizer files that travel with a written model."""
     keep = {"config.json", "generation_config.json", *TOKENIZER_FILES}
     return sorted(p for p in path.iterdir() if p.is_file() and p.name in keep)
-
-
-@contextmanager
-def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Write into a hidden temp dir beside `final`, then rename: a crash never leaves a complete-looking dir.
-
-    Every file below it (subdirectories included) is made world-readable and fsynced before the rename.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not overwrite:
-        raise CheckpointError(f"{final} already exists")
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        for f in sorted(tmp.rglob("*")):  # data on disk before the rename makes it visible
-            if f.is_file():
-                os.chmod(f, 0o644)  # safetensors writes 0600; a model is meant to be shared
-                with f.open("rb") as fh:
-                    os.fsync(fh.fileno())
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """`data` to `path` via a temp file, on disk before the rename makes it visible."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_parquet(path: Path, table) -> None:
-    """A pyarrow table to `path` via a temp file and a rename."""
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
 
 
 def _shard_plan(sizes: Mapping[str, int], max_shard_bytes: int) -> list[list[str]]:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import PARSERS, RESPONSE
@@ -31,7 +38,7 @@ class Benchmark(_Strict):
     expert: str | None = Field(None, description="name of its expert in `experts`; none: out-of-domain")
     parser: str | None = Field(None, description="span parser; default: the benchmark's own name")
     role: str | None = Field(None, description="traced role; default: the parser's role")
-    suite: str | None = Field(None, description="environment for rollouts: a name in arm_ray.benchmarks.SUITES "
+    suite: str | None = Field(None, description="environment for rollouts: a name in arm_ray.suites.SUITES "
                                                 "or package.module:Class; none: not evaluated")
     options: dict[str, Any] = Field(default_factory=dict, description="the suite's own settings (e.g. tau2_*: "
                                                                       "user, trials, splits)")
@@ -241,7 +248,7 @@ class RunConfig(_Strict):
                              f"{res.rollout_num_gpus:g}")
 
     def _check_evaluation(self) -> None:
-        from arm_ray.benchmarks import SUITES
+        from arm_ray.suites import SUITES
 
         for b, spec in self.benchmarks.items():
             if spec.suite is not None and not SUITES.known(spec.suite):

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from arm_ray import logs
+from arm_ray.cli import get_remote, guarded, init_ray
 from arm_ray.config import RunConfig, load_config
-from arm_ray.errors import ArmError, ConfigError
+from arm_ray.errors import ConfigError
 from arm_ray.registry import resolve
+from arm_ray.suites import SUITES
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 log = logging.getLogger("arm_ray.main")  # also when run as __main__
@@ -39,9 +39,17 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
         f["path"] = _absolute(f["path"])
     if data["weak"]["dev_results"]:
         data["weak"]["dev_results"] = _absolute(data["weak"]["dev_results"])
-    for b in data["benchmarks"].values():  # a suite's benchmark data (e.g. an AgentBench clone)
-        if isinstance((b.get("options") or {}).get("data_dir"), str):
-            b["options"]["data_dir"] = _absolute(b["options"]["data_dir"])
+    for name, b in data["benchmarks"].items():  # the paths among a suite's options (data, trees, user models)
+        if not b.get("options"):
+            continue
+        suite = SUITES.get(b["suite"], f"benchmarks.{name}.suite")  # options need a suite (config checks it)
+        for dotted in suite.path_options:
+            *parents, leaf = dotted.split(".")
+            holder = b["options"]
+            for key in parents:
+                holder = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(holder, dict) and isinstance(holder.get(leaf), str):
+                holder[leaf] = _absolute(holder[leaf])
     return RunConfig.model_validate(data)
 
 
@@ -53,37 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true",
                     help="continue the run in --output: stages whose inputs have not changed are not run again")
     ap.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="show the rollout engines' own output on the console (default: in OUTPUT/logs/)")
     ap.add_argument("--no-preflight", action="store_true",
                     help="skip the driver-side checks (when inputs exist only on the workers)")
     return ap.parse_args(argv)
-
-
-def init_ray(address: str | None):
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # an embedded, loopback-only instance
-    from arm_ray import watchdog
-
-    temp_dir = os.environ.get("ARM_RAY_TMP") or tempfile.mkdtemp(prefix="arm_ray_")
-    ctx = ray.init(include_dashboard=False, _temp_dir=temp_dir)
-    watchdog.start(ctx.address_info["session_dir"])  # a driver killed with SIGKILL leaves no Ray process behind
-
-
-def get_remote(ref):
-    """ray.get, with a user error (ArmError) raised inside the actor re-raised as itself (one line, no traceback)."""
-    import ray
-
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, ArmError):
-            raise cause from None
-        raise
 
 
 def run(argv=None) -> dict:
@@ -114,7 +96,8 @@ def run(argv=None) -> dict:
 
     coordinator = Coordinator.options(num_cpus=cfg.resources.coordinator_num_cpus).remote()
     try:
-        report = get_remote(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite, args.resume))
+        report = get_remote(coordinator.run.remote(cfg.model_dump(), str(out), args.overwrite, args.resume,
+                                                    args.verbose))
     finally:
         ray.kill(coordinator)
     # the result, on stdout (progress and warnings go to stderr through logging)
@@ -122,6 +105,8 @@ def run(argv=None) -> dict:
     print(f"  backbone: {report['selected']}; weak: {', '.join(w['benchmark'] for w in report['weak']) or 'none'}; "
           f"neurons transplanted: {sum(len(v) for v in report['transplanted'].values())}")
     print(f"  model: {out / 'model'}   report: {out / 'report.md'}")
+    if report.get("evaluation") and not args.verbose:
+        print(f"  engine logs: {out / 'logs'}/ (--verbose shows them on the console)")
     from arm_ray.report import results_md, resumed
 
     if resumed(report):
@@ -138,21 +123,6 @@ def main(argv=None) -> int:
 
         return analyze.main(argv[1:])
     return guarded(run, argv, "interrupted; the output directory holds no complete model or report from this run")
-
-
-def guarded(command, argv, interrupted: str) -> int:
-    """A command line's exit code: 0, or 2 with one line for a user error, 130 with one line for Ctrl-C (the
-    shell's code for SIGINT; outputs are written atomically)."""
-    logs.setup()
-    try:
-        command(argv)
-    except ArmError as e:
-        log.error(str(e))
-        return 2
-    except KeyboardInterrupt:
-        log.error(interrupted)
-        return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -18,12 +18,18 @@ from typing import Callable
 
 import numpy as np
 
-from arm_ray import checkpoints, report, selection, transplant
-from arm_ray.architectures import mlp_names
+from arm_ray import atomic, checkpoints, report, selection, transplant
+from arm_ray.arm_model import write_arm_model
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError
 from arm_ray.evaluation import diagnosis, intervals, metrics
-from arm_ray.prepare import Context, RunLock, check_output_dir, prepare, remove_stale_outputs
+from arm_ray.prepare import (
+    Context,
+    RunLock,
+    check_output_dir,
+    prepare,
+    remove_stale_outputs,
+)
 from arm_ray.rollout import results as eval_results
 from arm_ray.rollout.backend import RolloutBackend
 from arm_ray.rollout.run import SuiteRun, count_tasks
@@ -32,6 +38,7 @@ from arm_ray.stages import Keys, Store
 from arm_ray.tracing import TraceJob, TracingBackend
 
 log = logging.getLogger(__name__)
+LOG_DIR = "logs"  # the rollout actors' engine output (one file per actor process), unless --verbose
 
 
 @dataclass
@@ -81,7 +88,9 @@ def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingB
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):  # one run per output directory at a time
         remove_stale_outputs(out)
-        checkpoints.atomic_write_text(out / "run_config.json", cfg.model_dump_json(indent=2))  # what analyze reruns
+        if not resume:  # a resumed run adds its actors' logs beside the killed run's
+            shutil.rmtree(out / LOG_DIR, ignore_errors=True)
+        atomic.atomic_write_text(out / "run_config.json", cfg.model_dump_json(indent=2))  # what analyze reruns
         with clock("prepare"):
             ctx = prepare(cfg)
         for w in ctx.warnings:
@@ -150,7 +159,7 @@ def trace(s: Shared) -> Traces:
     bar.close()
     s.store.status["trace"] = ("computed" if len(todo) == len(jobs) else "reused" if not todo else
                                f"{len(jobs) - len(todo)} of {len(jobs)} models reused")
-    checkpoints.atomic_write_parquet(s.out / "saliency.parquet", saliency_table([results[j.model] for j in jobs]))
+    atomic.atomic_write_parquet(s.out / "saliency.parquet", saliency_table([results[j.model] for j in jobs]))
     return Traces(jobs, results)
 
 
@@ -224,12 +233,9 @@ def write_model(s: Shared, traces: Traces, chosen: Selection, plan: TransplantPl
 
     def make() -> None:
         base = checkpoints.open_checkpoint(str(s.backbone_dir), chosen.selected)
-        names = mlp_names(base.config["model_type"])
-        edits = {d: transplant.neuron_edits(m, names, set(base.tensors))
-                 for d, m in transplant.neurons_by_donor(plan.final, s.ctx.cfg.donors()).items()}
         bar = s.progress(total=len(base.files), desc="transplant shards")
-        checkpoints.transplant_checkpoint(base, s.ctx.experts, edits, transplant.apply_edit, s.out / "model",
-                                          readme=card, overwrite=True, progress=bar.update)
+        write_arm_model(base, s.ctx.experts, transplant.neurons_by_donor(plan.final, s.ctx.cfg.donors()),
+                        s.out / "model", readme=card, overwrite=True, progress=bar.update)
         bar.close()
 
     s.store.step("transplant", key, [s.out / "model"], make)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from arm_ray import checkpoints, pool
 from arm_ray.architectures import mlp_names
-from arm_ray.benchmarks import check_suite, get_suite
 from arm_ray.config import RunConfig
 from arm_ray.errors import ConfigError, DataError
 from arm_ray.roles.formats import load_trajectories, require_clean
 from arm_ray.roles.spans import TrajectoryEncoder
 from arm_ray.saliency import Packed, pack_trajectories
+from arm_ray.suites import check_suite, get_suite
 from arm_ray.tracing import Sources
 
 # what a run directory holds; a directory with any of them is a run, replaced only with --overwrite

@@ -37,14 +37,13 @@ class Registry:
     """Names of one kind of component -> dotted strings, imported only when first asked for.
 
     A dotted string is accepted wherever a registered name is, so code outside
-    this package plugs in without registering.
+    this package plugs in without registering. There is deliberately no
+    `register`: a name registered in the driver would not exist in the Ray
+    actors' processes, where a dotted string imports the same everywhere.
     """
 
     def __init__(self, kind: str, entries: dict[str, str]):
         self.kind, self.entries = kind, dict(entries)
-
-    def register(self, name: str, dotted: str) -> None:
-        self.entries[name] = dotted
 
     def __iter__(self):
         return iter(self.entries)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from arm_ray import selection, transplant
-from arm_ray.checkpoints import atomic_write_text
+from arm_ray.atomic import atomic_write_text
 
 
 def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = None,

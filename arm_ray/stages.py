@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from arm_ray.checkpoints import atomic_write_bytes
+from arm_ray.atomic import atomic_write_bytes
 from arm_ray.saliency import TraceResult
 
 STORE = ".arm_ray"  # under the run directory

@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def replay(name: str, data_dir: str, split: str, nothing_text: str):
     """(tasks, gold episodes, do-nothing episodes, gold seconds), or None after printing why the suite cannot run."""
-    from arm_ray.benchmarks import get_suite
     from arm_ray.errors import ArmError
     from arm_ray.rollout.agent import run_episodes
     from arm_ray.rollout.policies import OraclePolicy
+    from arm_ray.suites import get_suite
 
     try:
         suite = get_suite(name, "suite", {"data_dir": str(Path(data_dir).resolve()), "order": "file"})

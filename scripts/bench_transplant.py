@@ -60,8 +60,8 @@ def _copy(src, dst, q):
 
 
 def _transplant(backbone, donor, dst, frac, q):
-    from arm_ray import checkpoints, transplant
-    from arm_ray.architectures import mlp_names
+    from arm_ray import checkpoints
+    from arm_ray.arm_model import write_arm_model
 
     t0 = time.perf_counter()
     b = checkpoints.open_checkpoint(backbone, "backbone")
@@ -71,8 +71,7 @@ def _transplant(backbone, donor, dst, frac, q):
     mask = np.zeros((layers, d_ff), bool)
     for layer in range(layers):
         mask[layer, rng.choice(d_ff, int(frac * d_ff), replace=False)] = True
-    edits = {"donor": transplant.neuron_edits(mask, mlp_names("qwen3"), set(b.tensors))}
-    checkpoints.transplant_checkpoint(b, {"donor": d}, edits, transplant.apply_edit, Path(dst))
+    write_arm_model(b, {"donor": d}, {"donor": mask}, Path(dst))
     q.put((time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 

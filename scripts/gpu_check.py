@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from arm_ray import checkpoints, pool  # noqa: E402
 from arm_ray.architectures import mlp_names  # noqa: E402
+from arm_ray.arm_model import write_arm_model  # noqa: E402
 from arm_ray.devices import DevicePlan, connect  # noqa: E402
 from arm_ray.roles.spans import Encoded  # noqa: E402
 from arm_ray.saliency import SaliencyTracer, pack_trajectories  # noqa: E402
 from arm_ray.selection import topk_layer  # noqa: E402
 from arm_ray.toy.random_pool import QWEN3_8B, write_random_pool  # noqa: E402
 from arm_ray.tracing import Sources, TraceJob, build_model  # noqa: E402
-from arm_ray.transplant import apply_edit, neuron_edits  # noqa: E402
 
 PARAMS_8B = 8.19e9  # Qwen3-8B's parameter count, to scale a shallower model's merge time
 
@@ -217,10 +217,8 @@ def main() -> int:
         mask = np.zeros((args.layers, d_ff), dtype=bool)
         for layer in range(args.layers):
             mask[layer, topk_layer(rng.random(d_ff), 0.05)] = True
-        edits = neuron_edits(mask, mlp_names("qwen3"), set(base_ck.tensors))
         t0 = time.perf_counter()
-        n = checkpoints.transplant_checkpoint(base_ck, {"expert_0": donor}, {"expert_0": edits}, apply_edit,
-                                              root / "transplanted")
+        n = write_arm_model(base_ck, {"expert_0": donor}, {"expert_0": mask}, root / "transplanted")
         secs = time.perf_counter() - t0
         out = checkpoints.open_checkpoint(str(root / "transplanted"), "transplanted")
         name = mlp_names("qwen3").down.format(l=0) + ".weight"

@@ -52,12 +52,25 @@ def tokenizer(perturbed_pool):
     return AutoTokenizer.from_pretrained(perturbed_pool / "tokenizer")
 
 
+# The trained pools' last bits differ from machine to machine (training amplifies the CPU kernels' rounding), so
+# a test must hold for any build: CI builds them again with another seed and reruns the tests marked `pool`.
+POOL_SEED = int(os.environ.get("ARM_RAY_TEST_POOL_SEED", "0"))
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that reads a trained pool `pool`: `pytest -m pool` reruns them on a rebuilt pool."""
+    for item in items:
+        if "trained_pool" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pool)
+
+
 @pytest.fixture(scope="session")
 def trained_pool(tmp_path_factory) -> Path:
-    """The trained pool, `tests` preset: the real build (oracle data, tokenizer, training, scoring), fast."""
+    """The trained pool, `tests` preset: the real build (oracle data, tokenizer, training, scoring), fast; seeded
+    by ARM_RAY_TEST_POOL_SEED (default 0)."""
     from arm_ray.toy.trained import build_trained_pool
 
-    return build_trained_pool(tmp_path_factory.mktemp("toy") / "pool", "tests")
+    return build_trained_pool(tmp_path_factory.mktemp("toy") / "pool", "tests", seed=POOL_SEED)
 
 
 def tiny_config(pool: Path, **over) -> dict:
@@ -98,18 +111,39 @@ def small_demo_config(pool: Path, sampling: dict) -> dict:
     cfg = yaml.safe_load(text.replace("runs/_trained_pool", str(pool)))
     cfg.pop("prepare")
     cfg["operators"] = [op for op in cfg["operators"] if op["name"] in ("average", "task_arithmetic")]
-    cfg["weak"] = {"threshold": -1.0}  # every in-domain benchmark is weak: gaps are recorded for all
+    cfg["weak"] = {"threshold": -2.0}  # below any gap (gaps lie in [-1, 1]): every in-domain benchmark is weak
     cfg["evaluation"].update(dev_tasks=2, test_tasks=2, sampling={b: sampling for b in cfg["benchmarks"]})
     return cfg
 
 
+def mean_rewards(rows: list[dict], split: str) -> dict[str, dict[str, float]]:
+    """{model: {benchmark: mean reward}} over one split, counted here (not with arm_ray.evaluation)."""
+    sums: dict = {}
+    for r in rows:
+        if r["split"] == split:
+            total, n = sums.setdefault(r["model"], {}).get(r["benchmark"], (0.0, 0))
+            sums[r["model"]][r["benchmark"]] = (total + r["reward"], n + 1)
+    return {m: {b: t / n for b, (t, n) in by.items()} for m, by in sums.items()}
+
+
+def check_png(path: Path, min_side: int = 300) -> None:
+    """A plot a person can read: a real PNG of a readable size, with drawn content (not blank, not one colour)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) >= min_side, (path, im.size)
+        rgb = im.convert("RGB").resize((200, 200))
+        pixels = list(rgb.getdata())
+    inked = sum(1 for p in pixels if sum(p) < 600) / len(pixels)  # not white or near white
+    assert 0.01 < inked < 0.9 and len(set(pixels)) > 8, (path, inked)
+
+
 def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
     """What a run of `small_demo_config` must show: dev gaps from the dev rows, every test row, the table."""
-    from arm_ray.evaluation import metrics
     from arm_ray.rollout.results import read_eval
 
     rows = read_eval(out / "eval.parquet")
-    dev = metrics.scores(metrics.summarize(rows, "dev"))
+    dev = mean_rewards(rows, "dev")
     assert set(dev) == {"retail_expert", "office_expert", "shell_expert", "backbone"}
     experts = {"tau_bench": "retail_expert", "officebench": "office_expert", "agentbench_os": "shell_expert"}
     assert [w["benchmark"] for w in report["weak"]] == list(experts)
@@ -124,8 +158,10 @@ def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
     assert len(test) == len(models) * 4 * 2  # 4 benchmarks (dbbench out-of-domain), 2 tasks each
     table = {row["label"]: row for row in report["evaluation"]["table"]}
     assert list(table)[0] == "base" and list(table)[4] == "BEST-of-3 (oracle)" and list(table)[-1] == "ARM"
-    scores = metrics.scores(metrics.summarize(rows, "test"))
-    assert table["ARM"]["dbbench"] == scores["arm"]["dbbench"]
+    scores = mean_rewards(rows, "test")
+    assert table["ARM"]["dbbench"] == pytest.approx(scores["arm"]["dbbench"])
+    assert table["ARM"]["AVG"] == pytest.approx(sum(scores["arm"].values()) / len(scores["arm"]))
+    assert table["ARM"]["WS"] == pytest.approx(min(scores["arm"][b] for b in experts))
     assert table["BEST-of-3 (oracle)"]["tau_bench"] == max(scores[e]["tau_bench"] for e in experts.values())
     ev = report["evaluation"]
     assert set(ev["intervals"]) == models and all(lo <= x <= hi for m in ev["intervals"].values()
@@ -137,7 +173,8 @@ def check_diagnosis_and_results(out: Path, report: dict) -> list[dict]:
     md = (out / "report.md").read_text()
     assert "## Dev rollouts (diagnosis)" in md and "## Results (test, 2 episodes per benchmark)" in md
     assert "| ARM |" in md and "### ARM − AOS-selected backbone, paired by task" in md and "**Finding.**" in md
-    assert (out / "results.png").stat().st_size > 0 and not (out / ".work" / "candidates").exists()
+    check_png(out / "results.png")
+    assert not (out / ".work" / "candidates").exists()
     return rows
 
 

@@ -9,10 +9,16 @@ from arm_ray.errors import ConfigError
 TWO_CORES = [{"CPU": 2.0}]
 
 
-def test_the_demo_and_quick_asks_fit_two_cores():
-    capacity.check(Resources(rollout_actors=2, rollout_num_cpus=0.4, tracers=2, tracer_num_cpus=0.5), True,
-                   TWO_CORES)
-    capacity.check(Resources(tracers=2, tracer_num_cpus=0.5), False, TWO_CORES)
+def test_the_demo_and_quick_asks_fit_two_cores_and_one_more_actor_does_not():
+    demo = Resources(rollout_actors=2, rollout_num_cpus=0.4, tracers=2, tracer_num_cpus=0.5,
+                     coordinator_num_cpus=0.1)
+    # what every actor asks, all alive at once: 0.1 + 2 x 0.5 + 2 x 0.4 = 1.9 CPUs of 2
+    assert sum(n * each["CPU"] for _, _, n, each in capacity.asks(demo, True)) == pytest.approx(1.9)
+    assert sum(n * each["CPU"] for _, _, n, each in capacity.asks(demo, False)) == pytest.approx(1.1)
+    capacity.check(demo, True, TWO_CORES)  # fits: no error
+    with pytest.raises(ConfigError, match=r"ask 2\.3 CPU .*the cluster has 2"):
+        capacity.check(demo.model_copy(update={"rollout_actors": 3}), True, TWO_CORES)
+    capacity.check(demo.model_copy(update={"rollout_actors": 3}), False, TWO_CORES)  # no rollouts: no rollout actors
 
 
 def test_a_gpu_no_node_has():

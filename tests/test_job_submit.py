@@ -49,6 +49,22 @@ def test_ray_job_submit_runs_the_pipeline(perturbed_pool, tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def _descendant_named(pid: int, prefix: str) -> bool:
+    import psutil
+
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    for c in procs:
+        try:
+            if " ".join(c.cmdline()).startswith(prefix):
+                return True
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return False
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(perturbed_pool, tmp_path):
     """SIGINT while the coordinator runs on an embedded Ray: one error line, exit code 130, no traceback, and
     nothing in the output directory that looks like a finished run."""
@@ -61,9 +77,9 @@ def test_ctrl_c_prints_one_line_and_exits_130(perturbed_pool, tmp_path):
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not (Path(env["ARM_RAY_TMP"]) / "session_latest").exists():
-            time.sleep(0.2)  # Ray is up: the coordinator starts and traces next (the whole run takes ~30 s)
-        time.sleep(4)
+        while time.time() < deadline and p.poll() is None and not _descendant_named(p.pid, "ray::TracerActor"):
+            time.sleep(0.1)  # interrupt once a tracer actor runs: the coordinator is mid-run, whatever the speed
+        assert p.poll() is None, "the run ended before a tracer actor was seen"
         p.send_signal(signal.SIGINT)
         stdout, stderr = p.communicate(timeout=120)
     finally:

@@ -10,7 +10,13 @@ from arm_ray.checkpoints import open_checkpoint
 from arm_ray.config import parse_config
 from arm_ray.errors import CheckpointError, ConfigError, DataError
 from arm_ray.tracing import LocalTracing
-from tests.conftest import check_diagnosis_and_results, copy_checkpoint, small_demo_config, tiny_config
+from tests.conftest import (
+    check_diagnosis_and_results,
+    check_png,
+    copy_checkpoint,
+    small_demo_config,
+    tiny_config,
+)
 
 
 def run_local(cfg_dict, out, rollouts=None, **kw):
@@ -32,6 +38,8 @@ def test_run_directory_contract(tiny_run):
     out, report = tiny_run
     for name in ("model", "backbone", "report.json", "report.md", "saliency.parquet", "aos.png", "transplant.png"):
         assert (out / name).exists(), name
+    for png in ("aos.png", "transplant.png"):
+        check_png(out / png)
     on_disk = json.loads((out / "report.json").read_text())
     for key in ("k", "benchmarks", "roles", "experts", "candidates", "selected", "weak", "conflict_policy",
                 "transplanted", "conflicts", "output_model", "backbone_model", "timings"):

@@ -6,7 +6,13 @@ import torch
 
 from arm_ray.architectures import MlpNames
 from arm_ray.roles.spans import Encoded
-from arm_ray.saliency import SaliencyTracer, TraceResult, pack_trajectories, read_saliency, saliency_table
+from arm_ray.saliency import (
+    SaliencyTracer,
+    TraceResult,
+    pack_trajectories,
+    read_saliency,
+    saliency_table,
+)
 
 
 class ToyMLP(torch.nn.Module):

@@ -111,9 +111,10 @@ def run(cfg_dict, out, progress=None, die_writing=False, log=None, rollouts=None
 
 
 def outputs(out) -> dict[str, bytes]:
-    """The run's files that must not depend on being resumed (report.json without timings and stages)."""
+    """The run's files that must not depend on being resumed (report.json without timings and stages; logs/
+    holds one engine log per process id)."""
     files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-             if p.is_file() and not p.relative_to(out).as_posix().startswith((".arm_ray", ".work"))
+             if p.is_file() and not p.relative_to(out).as_posix().startswith((".arm_ray", ".work", "logs/"))
              and p.name not in ("report.json", "report.md") and p.suffix != ".png"}
     report = json.loads((out / "report.json").read_text())
     for k in ("timings", "stages", "placement"):

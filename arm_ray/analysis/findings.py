@@ -1,6 +1,6 @@
 """The paper's findings as functions of a run's stored outputs: saliency, eval rows, the run's choices.
 
-Pure numpy over what `arm_ray.analyze` loads; nothing here traces, merges or rolls out. Each function returns
+Pure numpy over what `arm_ray.analysis_pipeline` loads; nothing here traces, merges or rolls out. Each function returns
 plain data for analysis.json, every number beside the count it rests on.
 """
 

@@ -1,4 +1,4 @@
-"""One PNG per finding of `arm_ray.analyze`, each with labelled axes (units), a legend and the counts."""
+"""One PNG per finding of `arm_ray.analysis_pipeline`, each with labelled axes (units), a legend and the counts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The statistics of `arm_ray.analyze`, pure numpy: correlations with bootstrap intervals, set overlaps.
+"""The statistics of `arm_ray.analysis_pipeline`, pure numpy: correlations with bootstrap intervals, set overlaps.
 
     pearson(x, y)  = cov(x, y) / (sd(x) sd(y))
     spearman(x, y) = pearson(rank(x), rank(y)), tied values sharing their mean rank

@@ -33,9 +33,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from arm_ray.benchmarks.mariadb import Server, client
-from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import blank_think
+from arm_ray.suites import SuiteOptions
 from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns, check_split, round_robin, split_map
 
 WRITES = ("INSERT", "DELETE", "UPDATE")
@@ -66,7 +66,7 @@ _SQL = re.compile(r"```sql\n([\s\S]*?)\n```")
 _FINAL = re.compile(r"\nFinal Answer:(.*)")
 
 
-class DBBenchOptions(_Strict):
+class DBBenchOptions(SuiteOptions):
     data_dir: str = Field(description="root of an AgentBench clone at branch v0.2 (holds data/dbbench/)")
     splits: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SPLITS),
                                    description="our split -> a file of data/dbbench/ without .jsonl (standard, dev)")
@@ -234,6 +234,7 @@ class DBBenchEnv(Env):
 class AgentBenchDB(Suite):
     name = "agentbench_db"
     parser = "dbbench"
+    path_options = ("data_dir",)
 
     def __init__(self, **options):
         self.options = DBBenchOptions.model_validate(options)

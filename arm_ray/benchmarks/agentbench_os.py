@@ -34,9 +34,9 @@ from pydantic import Field, field_validator
 
 from arm_ray.benchmarks import rootfs
 from arm_ray.benchmarks.os_sandbox import Sandbox, Shell
-from arm_ray.config import _Strict
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import blank_think
+from arm_ray.suites import SuiteOptions
 from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns, check_split, round_robin, split_map
 
 DEFAULT_SPLITS = {"test": "std", "dev": "dev", "calibration": "dev", "train": "dev"}
@@ -92,7 +92,7 @@ _ACT = re.compile(r"Act:\s*(.+)")
 _BASH = re.compile(r"```bash\n(.*?)\n```", re.S)
 
 
-class OSOptions(_Strict):
+class OSOptions(SuiteOptions):
     data_dir: str = Field(description="root of an AgentBench clone at branch v0.2 (holds data/os_interaction/)")
     splits: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SPLITS),
                                    description="our split -> std (data/1..7) or dev (data/dev.json)")
@@ -297,6 +297,7 @@ class OSEnv(Env):
 class AgentBenchOS(Suite):
     name = "agentbench_os"
     parser = "agentbench_os"
+    path_options = ("data_dir", "rootfs_dir")
 
     def __init__(self, **options):
         self.options = OSOptions.model_validate(options)

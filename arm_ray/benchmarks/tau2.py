@@ -37,21 +37,30 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from arm_ray.checkpoints import atomic_write_text
-from arm_ray.config import _Strict
+from arm_ray.atomic import atomic_write_text
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
-from arm_ray.world.base import TRIAL, Env, Start, StepResult, Suite, Task, check_split, split_map
+from arm_ray.suites import SuiteOptions
+from arm_ray.world.base import (
+    TRIAL,
+    Env,
+    Start,
+    StepResult,
+    Suite,
+    Task,
+    check_split,
+    split_map,
+)
 
 
-class ScriptedUser(_Strict):
+class ScriptedUser(SuiteOptions):
     """States the scenario, answers the agent's questions with a confirmation, ends once the agent has acted."""
 
     kind: Literal["scripted"] = "scripted"
     confirmations: int = Field(1, ge=0, description="questions the user answers before ending the conversation")
 
 
-class EndpointUser(_Strict):
+class EndpointUser(SuiteOptions):
     """τ²'s own LLM user simulator on an OpenAI-compatible endpoint (what published τ² numbers use)."""
 
     kind: Literal["endpoint"]
@@ -62,7 +71,7 @@ class EndpointUser(_Strict):
     timeout_s: float = Field(60.0, gt=0)
 
 
-class EngineUser(_Strict):
+class EngineUser(SuiteOptions):
     """τ²'s user-simulator prompt on a local model served in the rollout actor (a second engine)."""
 
     kind: Literal["engine"]
@@ -79,7 +88,7 @@ User = Annotated[Union[ScriptedUser, EndpointUser, EngineUser], Field(discrimina
 DEFAULT_SPLITS = {"test": "test", "dev": "train", "calibration": "train", "train": "train"}
 
 
-class Tau2Options(_Strict):
+class Tau2Options(SuiteOptions):
     user: User = Field(default_factory=ScriptedUser)
     trials: int = Field(1, ge=1, description="runs per task (pass^k needs k <= trials)")
     splits: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SPLITS),
@@ -152,14 +161,14 @@ def load_domain(domain: str) -> Tau2Domain:
 class Tau2Suite(Suite):
     parser = "tau_bench"
     domain = ""
+    path_options = ("user.path",)  # an engine user's checkpoint (a hub id stays as it is)
 
     def __init__(self, **options):
         self.options = Tau2Options.model_validate(options)
         self.max_steps = self.options.max_steps
         # a report must not set a scripted user's numbers beside published ones
         self.comparable = self.options.user.kind != "scripted"
-        self._user_model = None
-        self._lock = threading.Lock()
+        self._generate = None  # the engine user's replies, served by the rollout side (`serve_user`)
 
     @property
     def data(self) -> Tau2Domain:
@@ -253,20 +262,29 @@ class Tau2Suite(Suite):
             if u.api_key_env:
                 args["api_key"] = os.environ[u.api_key_env]
             return UserSimulator(instructions=str(scenario), llm=f"openai/{u.model}", llm_args=args)
-        return LocalModelUser(instructions=str(scenario), llm=u.path, llm_args={}, generate=self._user_generate)
+        if self._generate is None:
+            raise ConfigError("options.user: an engine user's model is served by the rollout side, which has not "
+                              "attached one (arm_ray.rollout.user_model.serve_users)")
+        return LocalModelUser(instructions=str(scenario), llm=u.path, llm_args={}, generate=self._generate)
 
-    def _user_generate(self, messages: list[dict], key: str) -> str:
-        """The engine user's reply; its engine starts on the first call (the episodes' threads share it)."""
-        with self._lock:
-            if self._user_model is None:
-                self._user_model = _UserEngine(self.options.user)
-        return self._user_model.reply(messages, key)
+    def user_model(self) -> dict | None:
+        u = self.options.user
+        return u.model_dump(exclude={"kind"}) if u.kind == "engine" else None
+
+    def serve_user(self, generate) -> None:
+        self._generate = generate
 
     # -- τ²'s own results format --
     def write_results(self, rows: list[dict], path: Path, model: str) -> None:
         """One model's episodes on this suite as τ²'s `Results` JSON (its viewer and submission tools read it)."""
         data = self.data
-        from tau2.data_model.simulation import AgentInfo, Info, Results, SimulationRun, UserInfo
+        from tau2.data_model.simulation import (
+            AgentInfo,
+            Info,
+            Results,
+            SimulationRun,
+            UserInfo,
+        )
         from tau2.utils.utils import get_now
 
         sims, ids, now = [], [], get_now()  # episodes keep no wall-clock times (eval rows are deterministic)
@@ -284,11 +302,6 @@ class Tau2Suite(Suite):
                     environment_info=self.environment().get_info())
         res = Results(info=info, tasks=[data.tasks[i] for i in dict.fromkeys(ids)], simulations=sims)
         atomic_write_text(path, res.model_dump_json(indent=2))
-
-    def close(self) -> None:
-        if self._user_model is not None:
-            self._user_model.shutdown()
-            self._user_model = None
 
 
 class Tau2Retail(Tau2Suite):
@@ -592,57 +605,3 @@ class LocalModelUser:
                 return reply, state
 
         return _User(instructions=instructions, llm=llm, llm_args=llm_args)
-
-
-class _UserEngine:
-    """The engine user's model in this process: a vLLM engine, or greedy transformers (`backend`).
-
-    A user turn is never empty (at least one token before the end of turn); one
-    that decodes to nothing visible still ends its episode as an error."""
-
-    def __init__(self, u: EngineUser):
-        self.engine = None
-        if u.backend == "vllm":
-            from arm_ray.config import Engine
-            from arm_ray.rollout.vllm_engine import ENGINE_LOCK, VLLMEngine
-
-            with ENGINE_LOCK:  # the agent's engine may be stepping in this process
-                self.engine = VLLMEngine(Engine(**u.engine).model_dump(), seed=0, use_gpu=_has_gpu(), threads=1)
-                self.engine.load(u.path)
-            self.policy = self.engine.policy({"user": {"temperature": u.temperature, "top_p": u.top_p,
-                                                       "max_new_tokens": u.max_new_tokens, "min_new_tokens": 1}})
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            from arm_ray.rollout.policies import TransformersPolicy
-
-            self.policy = TransformersPolicy(AutoModelForCausalLM.from_pretrained(u.path),
-                                             AutoTokenizer.from_pretrained(u.path), max_new_tokens=u.max_new_tokens,
-                                             max_prompt=1 << 20, min_new_tokens=1)
-
-    def reply(self, messages: list[dict], key: str) -> str:
-        from arm_ray.rollout.agent import Turn
-
-        text = self.policy([Turn(Task("user", f"user:{key}", "user", {}), messages, None)])[0]
-        text = (text or "").replace("<|im_end|>", "").strip()
-        if not text:  # τ² would reject it too: the episode ends as an error, visible in the results' error rate
-            raise ValueError("the user model wrote an empty reply")
-        return text
-
-    def shutdown(self) -> None:
-        if self.engine is not None:
-            from arm_ray.rollout.vllm_engine import ENGINE_LOCK
-
-            with ENGINE_LOCK:
-                self.engine.shutdown()
-
-
-def _has_gpu() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-

@@ -21,7 +21,13 @@ out identical in two runs). An environment that raises ends its own episode as
 from __future__ import annotations
 
 import json
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 

@@ -53,12 +53,14 @@ class LocalRollouts:
         if self.policy == "oracle":
             return OraclePolicy(*(r.make_suite() for r in runs))
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from arm_ray.checkpoints import load_model
 
         if self.threads:
             torch.set_num_threads(self.threads)
         limits = {suite: s["max_new_tokens"] for suite, s in sampling_by_suite(runs, sampling).items()}
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = load_model(path)
         return TransformersPolicy(model, AutoTokenizer.from_pretrained(path), max_new_tokens=limits)
 
     def shutdown(self) -> None:

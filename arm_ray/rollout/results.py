@@ -21,7 +21,7 @@ def write_eval(path: str | Path, rows: list[dict]) -> None:
     """Rows sorted by (model, benchmark, split, task order) so the file does not depend on scheduling."""
     import pyarrow as pa
 
-    from arm_ray.checkpoints import atomic_write_parquet
+    from arm_ray.atomic import atomic_write_parquet
 
     rows = sorted(rows, key=_order)
     table = pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=schema())

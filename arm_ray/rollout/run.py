@@ -11,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from arm_ray.benchmarks import check_suite, get_suite
 from arm_ray.rollout.agent import Policy, StreamingPolicy, run_mixed
+from arm_ray.rollout.user_model import serve_users
+from arm_ray.suites import check_suite, get_suite
 from arm_ray.world.base import Suite, Task
 
 
 @dataclass(frozen=True)
 class SuiteRun:
     benchmark: str
-    suite: str  # a name in arm_ray.benchmarks.SUITES or package.module:Class
+    suite: str  # a name in arm_ray.suites.SUITES or package.module:Class
     split: str
     n: int
     shard: int = 0
@@ -48,7 +49,8 @@ def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
             jobs.append((suites[r.suite], t, r.split))
             bench.append(r.benchmark)
     try:
-        episodes = run_mixed(jobs, policy, progress)
+        with serve_users(suites.values()):  # models the environments talk to (τ²'s engine user)
+            episodes = run_mixed(jobs, policy, progress)
     finally:
         for s in suites.values():
             s.close()

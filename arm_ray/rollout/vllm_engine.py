@@ -161,8 +161,10 @@ class VLLMPolicy:
                                 stop_token_ids=self.stop_ids, skip_special_tokens=False,
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         rid = str(next(_REQUEST_IDS))  # outputs carry the id given here (vLLM adds its own suffix inside)
-        with ENGINE_LOCK:
-            self.engine.llm.llm_engine.add_request(rid, {"prompt_token_ids": ids}, params)
+        with ENGINE_LOCK:  # vLLM 0.32 takes prompts rendered by its own renderer (raw prompts are deprecated)
+            engine = self.engine.llm.llm_engine
+            (prompt,) = engine.renderer.render_cmpl([{"prompt_token_ids": ids}])
+            engine.add_request(rid, prompt, params)
         self.requests[rid] = key
 
     def poll(self) -> list[tuple[int, str | None]]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from arm_ray.checkpoints import atomic_dir
+from arm_ray import checkpoints
+from arm_ray.atomic import atomic_dir
 from arm_ray.toy.cache import is_built, pool_stamp, write_jsonl
 from arm_ray.toy.chat import TOY_SHAPE, qwen3_config, train_bpe_tokenizer
 from arm_ray.toy.synthetic import GENERATORS, corpus_lines, make_trajectories
@@ -41,8 +42,7 @@ def build_models(out: Path, tokenizer_dir: Path, seed: int, shape: dict, benchma
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     paths = {"base": out / "base"}
-    base.save_pretrained(paths["base"])
-    tok.save_pretrained(paths["base"])
+    checkpoints.save_model(base, paths["base"], tok)
     base_sd = {k: v.clone() for k, v in base.state_dict().items()}
     d_ff = cfg.intermediate_size
     for i, bench in enumerate(benchmarks):
@@ -60,8 +60,7 @@ def build_models(out: Path, tokenizer_dir: Path, seed: int, shape: dict, benchma
         base.load_state_dict(sd)
         name = f"expert_{bench}"
         paths[name] = out / name
-        base.save_pretrained(paths[name])
-        tok.save_pretrained(paths[name])
+        checkpoints.save_model(base, paths[name], tok)
     return paths
 
 

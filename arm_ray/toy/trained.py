@@ -28,12 +28,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from arm_ray import checkpoints
-from arm_ray.benchmarks import get_suite
-from arm_ray.checkpoints import atomic_dir
+from arm_ray.atomic import atomic_dir
 from arm_ray.rollout.agent import run_episodes, training_record
 from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.suites import get_suite
 from arm_ray.toy.cache import is_built, pool_stamp, write_jsonl
-from arm_ray.toy.chat import CHAT_TEMPLATE, TINY_SHAPE, TOY_SHAPE, qwen3_config, train_bpe_tokenizer
+from arm_ray.toy.chat import (
+    CHAT_TEMPLATE,
+    TINY_SHAPE,
+    TOY_SHAPE,
+    qwen3_config,
+    train_bpe_tokenizer,
+)
 from arm_ray.toy.drills import copy_accuracy, copy_drills, drill_examples
 from arm_ray.world import IN_DOMAIN, OFFLINE_SUITES
 
@@ -97,8 +103,7 @@ def _save(model, tokenizer, path: Path) -> None:
 
     model.generation_config = GenerationConfig(do_sample=False, eos_token_id=model.config.eos_token_id,
                                                pad_token_id=model.config.pad_token_id)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    checkpoints.save_model(model, path, tokenizer)
 
 
 def _bar(total: int, desc: str):
@@ -183,7 +188,7 @@ def pool_table(out: Path) -> str:
 def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Path:
     """Build (or reuse) the pool in `out`. Named from configs as `arm_ray.toy.trained:build_trained_pool`."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from arm_ray.toy.train import make_examples, train
 
@@ -209,7 +214,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         cached = _drilled_base(spec, train_records, drills, out.parent / ".toy_cache")
         shutil.copytree(cached / "tokenizer", tmp / "tokenizer")
         tok = AutoTokenizer.from_pretrained(cached / "tokenizer")
-        base = AutoModelForCausalLM.from_pretrained(cached / "model", dtype=torch.float32)
+        base = checkpoints.load_model(cached / "model")
         drill_ex = drill_examples(tok, drills, spec.drills_per_example)
         held_out = drill_examples(tok, copy_drills(spec.seed + 1, 120), spec.drills_per_example)
         copy_acc = {"after_drills": copy_accuracy(base, held_out)}
@@ -230,7 +235,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         _save(base, tok, tmp / "base")
         models = {"base": tmp / "base"}
         for i, name in enumerate(IN_DOMAIN):
-            expert = AutoModelForCausalLM.from_pretrained(tmp / "base", dtype=torch.float32)
+            expert = checkpoints.load_model(tmp / "base")
             sft = make_examples(tok, data[name, "train"], "assistant", spec.max_length)
             bar, step = _bar(spec.expert_steps[name], f"expert_{name}")
             train(expert, sft + _replay(drill_ex, len(sft), spec.expert_drill_share), spec.expert_steps[name],
@@ -246,12 +251,12 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         sizes = {m: task_vector_size(weights["base"], weights[m]) for m in models if m != "base"}
         scores, probe = {}, {}
         for model_name, path in models.items():
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            model = checkpoints.load_model(path)
             scores[model_name] = evaluate(model, tok, list(OFFLINE_SUITES), spec.n_test, spec.max_new_tokens,
                                           desc=f"score {model_name}")
         for name in IN_DOMAIN:  # the cheapest merge: halfway between the base and one expert
             e = f"expert_{name}"
-            model = AutoModelForCausalLM.from_pretrained(models["base"], dtype=torch.float32)
+            model = checkpoints.load_model(models["base"])
             model.load_state_dict({k: (weights["base"][k] + weights[e][k]) / 2 for k in weights["base"]},
                                   strict=False)
             probe[e] = {"suite": name, "midpoint": evaluate(model, tok, [name], spec.n_test, spec.max_new_tokens,

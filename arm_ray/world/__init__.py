@@ -8,12 +8,12 @@
 Environments only: each suite's splits, environment, reward and oracle
 (`base.Suite`), and the shell sandbox. The agent loop and policies are in
 `arm_ray.rollout`, the toy models trained on this world in `arm_ray.toy`, and
-the registry that finds a suite by name in `arm_ray.benchmarks`.
+the registry that finds a suite by name, `arm_ray.suites`.
 """
 
 from __future__ import annotations
 
-# name -> class, imported lazily through arm_ray.benchmarks.SUITES; the order is the world's order everywhere
+# name -> class, imported lazily through arm_ray.suites.SUITES; the order is the world's order everywhere
 OFFLINE_SUITES = {
     "retail": "arm_ray.world.retail:RetailSuite",
     "office": "arm_ray.world.office:OfficeSuite",

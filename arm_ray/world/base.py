@@ -102,6 +102,9 @@ class Suite:
     max_steps: int = 10
     seed: int = 0
     comparable: bool = True  # False: its scores must not be set beside published ones (e.g. a scripted user)
+    # options that are local paths (dotted for nested ones, e.g. "user.path"): made absolute by the driver, since
+    # the rollout actors may run on other nodes from another working directory
+    path_options: tuple[str, ...] = ()
 
     def _make_task(self, rng: random.Random, index: int) -> Task:
         raise NotImplementedError
@@ -113,7 +116,16 @@ class Suite:
         """Raise (errors.ConfigError) when this suite's environment cannot run here; called before rollouts."""
 
     def close(self) -> None:
-        """Release what the suite holds across episodes (servers, engines) once a run is done with it."""
+        """Release what the suite holds across episodes (servers, databases) once a run is done with it."""
+
+    def user_model(self) -> dict | None:
+        """A language model this suite's environment talks to (τ²'s engine user), which the rollout side serves:
+        {path, backend, engine, temperature, top_p, max_new_tokens}; None when there is none. Environments never
+        generate text themselves: the rollout side hands `serve_user` a `generate(messages, key) -> str`."""
+        return None
+
+    def serve_user(self, generate) -> None:
+        raise NotImplementedError(f"suite {self.name!r} has no user model")
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:
         """The oracle's next assistant text, read from the task and the conversation so far."""

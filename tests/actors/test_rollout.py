@@ -118,3 +118,15 @@ def test_tau2_engine_user_is_a_second_vllm_engine_in_the_actor(ray_local, long_p
         assert r["finish_reason"] == "max_steps" and r["reward"] == 0.0, json.loads(r["trajectory"])["error"]
         users = [m["content"] for m in json.loads(r["trajectory"])["messages"] if m["role"] == "user"]
         assert len(users) >= 2 and all(users)
+
+
+def test_rollout_actor_resources_with_and_without_tensor_parallelism():
+    from actors.rollout import actor_resources
+
+    one = Resources(rollout_actors=2, rollout_num_cpus=4, rollout_num_gpus=1)
+    assert actor_resources(one, 1) == ({"num_cpus": 4, "num_gpus": 1}, None)
+    # four GPUs per engine: four one-GPU bundles that split the actor's CPUs; the actor itself asks no GPU
+    four = Resources(rollout_actors=2, rollout_num_cpus=4, rollout_num_gpus=4)
+    opts, bundles = actor_resources(four, 4)
+    assert opts == {"num_cpus": 1.0, "num_gpus": 0} and bundles == [{"CPU": 1.0, "GPU": 1}] * 4
+    assert sum(b["CPU"] for b in bundles) == four.rollout_num_cpus and sum(b["GPU"] for b in bundles) == 4

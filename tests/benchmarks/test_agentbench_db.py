@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from arm_ray.benchmarks import agentbench_db as db
-from arm_ray.benchmarks import check_suite, get_suite
 from arm_ray.errors import ConfigError
 from arm_ray.rollout.agent import run_episodes
 from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.suites import check_suite, get_suite
 
 SAMPLE = [0, 13, 17, 40, 77, 99, 100, 101, 150, 199, 200, 201, 225, 250, 278, 295, 299]  # reads < 100 <= writes
 
@@ -165,8 +165,8 @@ def test_the_server_goes_when_its_process_is_killed():
 
 
 def test_gold_trajectories_export_as_calibration(agentbench_dir, tmp_path):
-    from arm_ray.benchmarks.export import export
     from arm_ray.roles.parsers import find_spans
+    from arm_ray.rollout.export import export
 
     out = tmp_path / "dbbench_dev.jsonl"
     written, total = export("agentbench_db", "dev", out, n=12, options={"data_dir": str(agentbench_dir)})

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from arm_ray.benchmarks import agentbench_os as abos
-from arm_ray.benchmarks import check_suite, get_suite
 from arm_ray.errors import ConfigError
 from arm_ray.roles.parsers import agentbench_os as os_spans
 from arm_ray.rollout.agent import run_episodes
 from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.suites import check_suite, get_suite
 
 # standard-set positions: python checks, a check without a null step, start + match, the task whose login files
 # must be read before init (Q30), start + a check of a background process (Q47), useradd, group 7

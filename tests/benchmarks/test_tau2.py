@@ -8,12 +8,13 @@ import pytest
 
 pytest.importorskip("tau2")
 
-from arm_ray.benchmarks import get_suite  # noqa: E402
 from arm_ray.benchmarks.tau2 import CopyOnRead, GoldWithoutWrite, parse_reply  # noqa: E402
 from arm_ray.errors import ConfigError  # noqa: E402
 from arm_ray.evaluation.metrics import pass_hat_k, summarize  # noqa: E402
 from arm_ray.rollout.agent import run_episodes  # noqa: E402
 from arm_ray.rollout.policies import OraclePolicy  # noqa: E402
+from arm_ray.rollout.user_model import serve_users  # noqa: E402
+from arm_ray.suites import get_suite  # noqa: E402
 
 # the full counts (all 114 retail and 50 airline tasks) are printed by scripts/bench_tau2.py
 SAMPLE = {"tau2_retail": 12, "tau2_airline": 6}
@@ -218,8 +219,9 @@ def test_endpoint_user_is_tau2s_own_simulator_over_http(monkeypatch):
 def test_engine_user_replies_from_a_local_model(talkative_model):
     s = get_suite("tau2_retail", options={"user": {"kind": "engine", "path": str(talkative_model),
                                                    "backend": "transformers", "max_new_tokens": 6}, "max_steps": 6})
-    eps = run_episodes(s, s.tasks("test", 2), lambda turns: ["Hello, how can I help?"] * len(turns), "test")
-    s.close()
+    with serve_users([s]) as served:
+        assert [m.spec["path"] for m in served] == [str(talkative_model)]
+        eps = run_episodes(s, s.tasks("test", 2), lambda turns: ["Hello, how can I help?"] * len(turns), "test")
     for ep in eps:  # a random model never says ###STOP###: τ²'s step limit ends the episode, scored 0
         assert ep.error is None and ep.finish_reason == "max_steps" and ep.reward == 0.0, ep.error
         roles = [m["role"] for m in ep.messages]
@@ -231,17 +233,25 @@ def test_engine_user_replies_from_a_local_model(talkative_model):
 def test_an_engine_user_that_writes_nothing_ends_its_episode_as_an_error(long_pool):
     s = get_suite("tau2_retail", options={"user": {"kind": "engine", "path": str(long_pool / "base"),
                                                    "backend": "transformers", "max_new_tokens": 4}})
-    [ep] = run_episodes(s, s.tasks("test", 1), lambda turns: ["Hello?"] * len(turns), "test")
-    s.close()
+    with serve_users([s]):
+        [ep] = run_episodes(s, s.tasks("test", 1), lambda turns: ["Hello?"] * len(turns), "test")
     assert ep.finish_reason == "error" and "the user model wrote an empty reply" in ep.error
+
+
+def test_an_engine_user_without_a_served_model_is_a_clear_error(long_pool):
+    """The suite never starts a model itself: without the rollout side's `serve_users` it says so."""
+    s = get_suite("tau2_retail", options={"user": {"kind": "engine", "path": str(long_pool / "base")}})
+    assert s.user_model()["path"] == str(long_pool / "base") and s.user_model()["backend"] == "vllm"
+    [ep] = run_episodes(s, s.tasks("test", 1), lambda turns: ["Hello?"] * len(turns), "test")
+    assert ep.finish_reason == "error" and "served by the rollout side" in ep.error
 
 
 def test_export_gold_trajectories_as_calibration(tmp_path, long_pool):
     from transformers import AutoTokenizer
 
-    from arm_ray.benchmarks.export import export
     from arm_ray.roles.formats import load_trajectories
     from arm_ray.roles.spans import TrajectoryEncoder
+    from arm_ray.rollout.export import export
 
     out = tmp_path / "cal.jsonl"
     assert export("tau2_retail", "train", out, n=3, benchmark="tau_bench") == (3, 3)

@@ -2,11 +2,11 @@
 
 import time
 
-from arm_ray.benchmarks import get_suite
 from arm_ray.roles.formats import parse_record
 from arm_ray.roles.spans import TrajectoryEncoder
 from arm_ray.rollout.agent import run_episodes, run_mixed, training_record
 from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.suites import get_suite
 from arm_ray.world import OFFLINE_SUITES
 from arm_ray.world.base import StepResult
 from arm_ray.world.retail import RetailEnv, RetailSuite

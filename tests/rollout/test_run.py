@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from arm_ray.benchmarks import get_suite
 from arm_ray.rollout import results
 from arm_ray.rollout.agent import Turn
 from arm_ray.rollout.policies import OraclePolicy
 from arm_ray.rollout.run import SuiteRun, rollout, sampling_by_suite
+from arm_ray.suites import get_suite
 from arm_ray.world import OFFLINE_SUITES
 
 RUNS = [SuiteRun(f"bench_{s}", s, "test", 5) for s in OFFLINE_SUITES]

@@ -10,6 +10,7 @@ import yaml
 
 from arm_ray.toy.trained import build_trained_pool, check_gate
 from arm_ray.world import IN_DOMAIN, OFFLINE_SUITES
+from tests.conftest import POOL_SEED
 
 
 def test_layout_and_scores(trained_pool):
@@ -39,7 +40,7 @@ def test_layout_and_scores(trained_pool):
 def test_second_build_is_cached(trained_pool):
     stamp = (trained_pool / "STAMP").read_text()
     before = (trained_pool / "base" / "model.safetensors").stat().st_mtime_ns
-    assert build_trained_pool(trained_pool, "tests") == trained_pool
+    assert build_trained_pool(trained_pool, "tests", seed=POOL_SEED) == trained_pool
     assert (trained_pool / "STAMP").read_text() == stamp
     assert (trained_pool / "base" / "model.safetensors").stat().st_mtime_ns == before
 
@@ -124,5 +125,8 @@ def test_toy_tokenizer_keeps_words_whole_across_contexts(trained_pool):
         js = json.dumps({"name": value})
         assert ids(prose, value) == ids(js, value) != []
         assert tok.decode(ids(prose, value)) == value
-    # a space between words rides on the word before it: the token before a value is the word that introduces it
-    assert all(t.strip("Ġ") for t in tok.tokenize("Hello I am Li Patel and my zip is 46065"))
+    # a space between words rides on the word before it, never on the word after it (by the pre-tokenizer, for
+    # any build: whether "Hello" and its space merge into one token depends on the merges the build learned)
+    tokens = tok.tokenize("Hello I am Li Patel and my zip is 46065")
+    assert tokens and not any(t.startswith("Ġ") and t.strip("Ġ") for t in tokens), tokens
+    assert tok.convert_tokens_to_string(tokens) == "Hello I am Li Patel and my zip is 46065"

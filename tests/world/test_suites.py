@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from arm_ray.benchmarks import get_suite
 from arm_ray.rollout.agent import run_episodes
 from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.suites import get_suite
 from arm_ray.world import OFFLINE_SUITES
 from arm_ray.world.base import SPLITS
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from arm_ray.benchmarks import BENCHMARK_SUITES, SUITES, get_suite
 from arm_ray.errors import ConfigError
+from arm_ray.suites import BENCHMARK_SUITES, SUITES, get_suite
 from arm_ray.world import OFFLINE_SUITES
 
 

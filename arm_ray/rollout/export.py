@@ -1,6 +1,6 @@
 """Gold trajectories of a suite as calibration data: OpenAI-messages JSONL the roles layer loads.
 
-    python -m arm_ray.benchmarks.export tau2_retail --split train --out data/calibration/tau2_retail_train.jsonl
+    python -m arm_ray.rollout.export tau2_retail --split train --out data/calibration/tau2_retail_train.jsonl
 
 Each task is played by the suite's oracle (for τ²: the task's gold actions,
 then a reply holding its required outputs) through the same agent loop and
@@ -18,11 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from arm_ray.benchmarks import SUITES, get_suite
-from arm_ray.checkpoints import atomic_write_text
+from arm_ray.atomic import atomic_write_text
 from arm_ray.errors import ArmError
 from arm_ray.rollout.agent import run_episodes, training_record
 from arm_ray.rollout.policies import OraclePolicy
+from arm_ray.suites import SUITES, get_suite
 
 
 def export(suite_name: str, split: str, out: Path, n: int | None = None, benchmark: str | None = None,
@@ -41,7 +41,7 @@ def export(suite_name: str, split: str, out: Path, n: int | None = None, benchma
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m arm_ray.benchmarks.export", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m arm_ray.rollout.export", description=__doc__.split("\n")[0])
     ap.add_argument("suite", help=f"a suite: {', '.join(SUITES)} (or package.module:Class)")
     ap.add_argument("--split", default="train", help="test, dev, calibration or train (default train)")
     ap.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
