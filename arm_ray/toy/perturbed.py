@@ -17,7 +17,7 @@ from pathlib import Path
 
 from arm_ray import checkpoints
 from arm_ray.atomic import atomic_dir
-from arm_ray.toy.cache import is_built, pool_stamp, write_jsonl
+from arm_ray.experts.cache import is_built, pool_stamp, write_jsonl
 from arm_ray.toy.chat import TOY_SHAPE, qwen3_config, train_bpe_tokenizer
 from arm_ray.toy.synthetic import GENERATORS, corpus_lines, make_trajectories
 

@@ -29,10 +29,15 @@ from pathlib import Path
 
 from arm_ray import checkpoints
 from arm_ray.atomic import atomic_dir
-from arm_ray.rollout.agent import run_episodes, training_record
-from arm_ray.rollout.policies import OraclePolicy
-from arm_ray.suites import get_suite
-from arm_ray.toy.cache import is_built, pool_stamp, write_jsonl
+from arm_ray.experts.cache import is_built, pool_stamp, write_jsonl
+from arm_ray.experts.scoring import (
+    evaluate,
+    oracle_records,
+    progress_bar,
+    save_model,
+    score_table,
+    task_vector_size,
+)
 from arm_ray.toy.chat import (
     CHAT_TEMPLATE,
     TINY_SHAPE,
@@ -89,92 +94,6 @@ PRESETS = {
 }
 
 
-def oracle_records(suite_name: str, split: str, n: int) -> list[dict]:
-    suite = get_suite(suite_name)
-    eps = run_episodes(suite, suite.tasks(split, n), OraclePolicy(suite), split)
-    bad = [e.task_id for e in eps if e.reward < 1]
-    if bad:  # the oracle solves every task by construction; anything else is a bug in the suite
-        raise RuntimeError(f"{suite_name}: the oracle failed {bad[:3]}")
-    return [training_record(e, suite.parser) for e in eps]
-
-
-def _save(model, tokenizer, path: Path) -> None:
-    from transformers import GenerationConfig
-
-    model.generation_config = GenerationConfig(do_sample=False, eos_token_id=model.config.eos_token_id,
-                                               pad_token_id=model.config.pad_token_id)
-    checkpoints.save_model(model, path, tokenizer)
-
-
-def _bar(total: int, desc: str):
-    """A progress bar, and the `progress(step, loss)` callback `toy.train.train` reports to."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, leave=True)
-
-    def step(_i: int, loss: float) -> None:
-        bar.set_postfix_str(f"loss {loss:.3g}", refresh=False)
-        bar.update(1)
-
-    return bar, step
-
-
-def evaluate(model, tokenizer, suites, n_test: int, max_new_tokens: int = 160, batch_size: int = 40,
-             desc: str | None = None) -> dict[str, float]:
-    from tqdm.auto import tqdm
-
-    from arm_ray.rollout.policies import TransformersPolicy
-
-    policy = TransformersPolicy(model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    scores = {}
-    bar = tqdm(total=n_test * len(suites), desc=desc, leave=False) if desc else None
-    for name in suites:
-        suite = get_suite(name)
-        eps = run_episodes(suite, suite.tasks("test", n_test), policy, "test", bar.update if bar else None)
-        scores[name] = sum(e.reward for e in eps) / len(eps)
-    if bar:
-        bar.close()
-    return scores
-
-
-def task_vector_size(base: dict, expert: dict) -> dict[str, float]:
-    """||theta_expert - theta_base|| / ||theta_base||, over every weight and over the MLPs' only."""
-    out = {}
-    for part, keep in (("all", lambda n: True), ("mlp", lambda n: ".mlp." in n)):
-        names = [n for n in base if keep(n) and base[n].is_floating_point()]
-        num = sum(float(((expert[n].double() - base[n].double()) ** 2).sum()) for n in names)
-        den = sum(float((base[n].double() ** 2).sum()) for n in names)
-        out[part] = (num / den) ** 0.5
-    return out
-
-
-def check_gate(scores: dict[str, dict[str, float]], min_score: float = 0.5, margin: float = 0.2) -> list[str]:
-    """Where the pool's own scores miss the build gate (empty: it passes): each expert >= `min_score` on its
-    suite and `margin` above the base there. The merge gate is `toy.gate`, on the demo run."""
-    problems = []
-    for suite in IN_DOMAIN:
-        expert = f"expert_{suite}"
-        mine, base = scores[expert][suite], scores["base"][suite]
-        if mine < min_score:
-            problems.append(f"{expert} scores {mine:.2f} on {suite} (< {min_score})")
-        if mine - base < margin:
-            problems.append(f"{expert} beats the base on {suite} by {mine - base:.2f} (< {margin})")
-    return problems
-
-
-def score_table(scores: dict[str, dict[str, float]], sizes: dict[str, dict[str, float]] | None = None) -> str:
-    suites = list(OFFLINE_SUITES)
-    head = "| model | " + " | ".join(suites) + (" | task vector / base (all, MLP) |" if sizes else " |")
-    lines = [head, "|---|" + "---|" * (len(suites) + bool(sizes))]
-    for model, row in scores.items():
-        cells = [f"{row[s]:.2f}" for s in suites]
-        if sizes:
-            v = sizes.get(model)
-            cells.append(f"{v['all']:.3f}, {v['mlp']:.3f}" if v else "—")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def pool_table(out: Path) -> str:
     """A built pool's table (scores, task-vector sizes) and its midpoint probe, read from its files."""
     scores = json.loads((out / "scores.json").read_text())
@@ -190,7 +109,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
     import torch
     from transformers import AutoTokenizer
 
-    from arm_ray.toy.train import make_examples, train
+    from arm_ray.experts.sft import make_examples, train
 
     spec = ToyPoolSpec(**{**asdict(PRESETS[preset]), **overrides})
     out = Path(out)
@@ -219,7 +138,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         held_out = drill_examples(tok, copy_drills(spec.seed + 1, 120), spec.drills_per_example)
         copy_acc = {"after_drills": copy_accuracy(base, held_out)}
 
-        bar, step = _bar(spec.base_steps, "base 2/3: world text")
+        bar, step = progress_bar(spec.base_steps, "base 2/3: world text")
         world = make_examples(tok, train_records, "world", spec.max_length) + drill_ex
         train(base, world, spec.base_steps, spec.lr, spec.batch_tokens, spec.seed + 100, step)
         bar.close()
@@ -227,22 +146,22 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         generalist = [r for name in OFFLINE_SUITES
                       for r in data[name, "train"][: round(spec.generalist_share[name] * spec.n_train)]]
         sft = make_examples(tok, generalist, "assistant", spec.max_length)
-        bar, step = _bar(spec.generalist_steps, "base 3/3: every suite")
+        bar, step = progress_bar(spec.generalist_steps, "base 3/3: every suite")
         train(base, sft + _replay(drill_ex, len(sft), spec.expert_drill_share), spec.generalist_steps, spec.lr,
               spec.batch_tokens, spec.seed + 200, step)
         bar.close()
         copy_acc["base"] = copy_accuracy(base, held_out)
-        _save(base, tok, tmp / "base")
+        save_model(base, tok, tmp / "base")
         models = {"base": tmp / "base"}
         for i, name in enumerate(IN_DOMAIN):
             expert = checkpoints.load_model(tmp / "base")
             sft = make_examples(tok, data[name, "train"], "assistant", spec.max_length)
-            bar, step = _bar(spec.expert_steps[name], f"expert_{name}")
+            bar, step = progress_bar(spec.expert_steps[name], f"expert_{name}")
             train(expert, sft + _replay(drill_ex, len(sft), spec.expert_drill_share), spec.expert_steps[name],
                   spec.expert_lr[name], spec.batch_tokens, spec.seed + 1 + i, step)
             bar.close()
             copy_acc[f"expert_{name}"] = copy_accuracy(expert, held_out)
-            _save(expert, tok, tmp / f"expert_{name}")
+            save_model(expert, tok, tmp / f"expert_{name}")
             models[f"expert_{name}"] = tmp / f"expert_{name}"
         log.info(f"[toy pool] trained ({time.perf_counter() - t0:.0f} s); copy accuracy "
                  + ", ".join(f"{k} {v:.3f}" for k, v in copy_acc.items()))
@@ -287,7 +206,7 @@ def _drilled_base(spec: ToyPoolSpec, train_records: list[dict], drills: list, ca
     import transformers
     from transformers import AutoModelForCausalLM
 
-    from arm_ray.toy.train import train
+    from arm_ray.experts.sft import train
 
     keys = ("seed", "vocab_size", "shape", "n_train", "n_drills", "drills_per_example", "drill_steps", "lr",
             "batch_tokens", "threads")
@@ -302,11 +221,11 @@ def _drilled_base(spec: ToyPoolSpec, train_records: list[dict], drills: list, ca
             stop = tok.convert_tokens_to_ids("<|im_end|>")
             base = AutoModelForCausalLM.from_config(qwen3_config(len(tok), spec.shape, stop, tok.pad_token_id),
                                                     dtype=torch.float32)
-            bar, step = _bar(spec.drill_steps, "base 1/3: copy drills")
+            bar, step = progress_bar(spec.drill_steps, "base 1/3: copy drills")
             train(base, drill_examples(tok, drills, spec.drills_per_example), spec.drill_steps, spec.lr,
                   spec.batch_tokens, spec.seed, step)
             bar.close()
-            _save(base, tok, tmp / "model")
+            save_model(base, tok, tmp / "model")
             (tmp / "STAMP").write_text(key + "\n")
     return where
 

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from arm_ray.roles.parsers import officebench as find_answers
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
+from arm_ray.world.base import Env, Start, StepResult, Task, assistant_turns
+from arm_ray.world.demos import WorldSuite
 
 APPS = ("calendar", "email", "excel", "word")
 PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
@@ -168,7 +169,7 @@ def _obs(text: str) -> dict:
     return {"role": "user", "content": f"Observation: {text}"}
 
 
-class OfficeSuite(Suite):
+class OfficeSuite(WorldSuite):
     name = "office"
     parser = "officebench"
     max_steps = 10
@@ -214,7 +215,7 @@ class OfficeSuite(Suite):
                 data["checks"].append({"kind": "doc", "file": f"{topic}.txt", "text": amount})
         return Task(self.name, "", f"{n_apps}-app", data)
 
-    def make_env(self, task: Task) -> OfficeEnv:
+    def new_env(self, task: Task) -> OfficeEnv:
         return OfficeEnv(task)
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:

@@ -16,7 +16,8 @@ import json
 import random
 
 from arm_ray.roles.parsers import tau_bench as find_tool_calls
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
+from arm_ray.world.base import Env, Start, StepResult, Task, assistant_turns
+from arm_ray.world.demos import WorldSuite
 
 FIRST = ["sara", "omar", "lena", "ivan", "mei", "raj", "ana", "tom", "yuki", "noah", "eva", "li", "kofi", "zoe"]
 LAST = ["lee", "khan", "silva", "novak", "chen", "patel", "garcia", "brown", "sato", "smith", "ito", "diaz"]
@@ -123,7 +124,7 @@ def _tool(content: str) -> dict:
     return {"role": "tool", "content": content}
 
 
-class RetailSuite(Suite):
+class RetailSuite(WorldSuite):
     name = "retail"
     parser = "tau_bench"
     max_steps = 8
@@ -155,7 +156,7 @@ class RetailSuite(Suite):
                                           "user": [u["name"], u["zip"]], "order_id": oid,
                                           "gold_cancel": gold, "outputs": outputs})
 
-    def make_env(self, task: Task) -> RetailEnv:
+    def new_env(self, task: Task) -> RetailEnv:
         return RetailEnv(task)
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from arm_ray.roles.parsers import agentbench_os as find_actions
 from arm_ray.world import sandbox
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
+from arm_ray.world.base import Env, Start, StepResult, Task, assistant_turns
+from arm_ray.world.demos import WorldSuite
 
 WORDS = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "gamma", "harbor", "indigo", "jasper", "koala",
          "lunar", "maple", "nova", "orbit", "pixel", "quartz", "raven", "sierra", "tundra"]
@@ -82,7 +83,7 @@ class ShellEnv(Env):
             shutil.rmtree(self.state["root"], ignore_errors=True)
 
 
-class ShellSuite(Suite):
+class ShellSuite(WorldSuite):
     name = "shell"
     parser = "agentbench_os"
     max_steps = 8
@@ -128,7 +129,7 @@ class ShellSuite(Suite):
         return Task(self.name, "", kind, {"files": files, "question": f"Create a file {name} containing the word {word}.",
                                           "command": f"echo {word} > {name}", "check": f"cat {name}", "expect": word})
 
-    def make_env(self, task: Task) -> ShellEnv:
+    def new_env(self, task: Task) -> ShellEnv:
         return ShellEnv(task)
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:

@@ -16,7 +16,8 @@ import re
 import sqlite3
 
 from arm_ray.roles.parsers import dbbench as find_actions
-from arm_ray.world.base import Env, Start, StepResult, Suite, Task, assistant_turns
+from arm_ray.world.base import Env, Start, StepResult, Task, assistant_turns
+from arm_ray.world.demos import WorldSuite
 
 NAMES = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Luca"]
 DEPTS = ["Sales", "Ops", "Legal", "Design", "Support"]
@@ -92,7 +93,7 @@ class SqlEnv(Env):
             self.state["con"].close()
 
 
-class SqlSuite(Suite):
+class SqlSuite(WorldSuite):
     name = "sql"
     parser = "dbbench"
     max_steps = 5
@@ -118,7 +119,7 @@ class SqlSuite(Suite):
         return Task(self.name, "", kind, {"rows": rows, "question": q, "gold_sql": sql,
                                           "kind": "select" if kind in ("max", "count") else "change"})
 
-    def make_env(self, task: Task) -> SqlEnv:
+    def new_env(self, task: Task) -> SqlEnv:
         return SqlEnv(task)
 
     def oracle_step(self, task: Task, messages: list[dict]) -> str:

@@ -4,11 +4,10 @@ import json
 import math
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
-from arm_ray.toy.trained import build_trained_pool, check_gate
+from arm_ray.toy.trained import build_trained_pool
 from arm_ray.world import IN_DOMAIN, OFFLINE_SUITES
 from tests.conftest import POOL_SEED
 
@@ -45,34 +44,11 @@ def test_second_build_is_cached(trained_pool):
     assert (trained_pool / "base" / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_build_gate_check():
-    ok = {"base": {s: 0.3 if s in IN_DOMAIN else 0.1 for s in OFFLINE_SUITES}}
-    for s in IN_DOMAIN:
-        ok[f"expert_{s}"] = {t: (0.8 if t == s else 0.2) for t in OFFLINE_SUITES}
-    assert check_gate(ok) == []
-    bad = json.loads(json.dumps(ok))
-    bad["base"]["retail"] = 0.7  # within 0.2 of the retail expert
-    bad["expert_shell"]["shell"] = 0.4
-    problems = check_gate(bad)
-    assert any("expert_retail beats the base on retail by 0.10" in p for p in problems)
-    assert any("expert_shell scores 0.40 on shell" in p for p in problems)
-    assert len(problems) == 3  # and the shell expert is within 0.2 of its base (0.4 - 0.3)
-
-
-def test_task_vector_size():
-    from arm_ray.toy.trained import task_vector_size
-
-    base = {"model.layers.0.mlp.up_proj.weight": torch.tensor([3.0, 4.0]), "model.embed.weight": torch.ones(4)}
-    expert = {"model.layers.0.mlp.up_proj.weight": torch.tensor([3.0, 4.5]), "model.embed.weight": torch.ones(4)}
-    sizes = task_vector_size(base, expert)
-    assert sizes["mlp"] == pytest.approx(0.5 / 5) and sizes["all"] == pytest.approx(0.5 / 29 ** 0.5)
-
-
 def test_training_is_deterministic(trained_pool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from arm_ray.toy.train import make_examples, train
-    from arm_ray.toy.trained import oracle_records
+    from arm_ray.experts.scoring import oracle_records
+    from arm_ray.experts.sft import make_examples, train
 
     tok = AutoTokenizer.from_pretrained(trained_pool / "tokenizer")
     examples = make_examples(tok, oracle_records("shell", "train", 8), "assistant", 256)

@@ -44,10 +44,16 @@ def make_examples(tokenizer, records: list[dict], loss_on: str, max_length: int)
 
 
 def train(model, examples: list[Example], steps: int, lr: float, batch_tokens: int, seed: int,
-          progress=None, bf16: bool = True) -> list[float]:
+          progress=None, bf16: bool = True, logits_where_counted: bool = False,
+          micro_batch_tokens: int | None = None) -> list[float]:
     """AdamW, linear warm-up then cosine decay; batches of similar-length examples up to `batch_tokens`.
 
     `bf16`: matmuls under CPU autocast (about 1.5x faster where the CPU has bf16 instructions).
+    `logits_where_counted`: the output layer only at positions whose next token counts (the same loss, summed
+    in another order): with a large vocabulary (SmolLM2: 49,152) the full logits and their gradient are most
+    of a step's memory, and SFT counts a small share of the tokens.
+    `micro_batch_tokens`: a batch's rows forwarded and backpropagated in parts of at most this many (padded)
+    tokens, their gradients summed before the step: the same update with a fraction of the activations' memory.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -74,27 +80,59 @@ def train(model, examples: list[Example], steps: int, lr: float, batch_tokens: i
             queue = batches[:]
             rng.shuffle(queue)
         batch = [examples[i] for i in queue.pop()]
-        w = max(len(e.ids) for e in batch)
-        ids = torch.zeros((len(batch), w), dtype=torch.long)
-        weights = torch.zeros((len(batch), w))
-        att = torch.zeros((len(batch), w), dtype=torch.long)
-        for r, e in enumerate(batch):
-            ids[r, : len(e.ids)] = torch.from_numpy(e.ids)
-            weights[r, : len(e.ids)] = torch.from_numpy(e.weights)
-            att[r, : len(e.ids)] = 1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # fp32 master weights
-            logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                                                reduction="none")
-        tw = weights[:, 1:].reshape(-1)
-        loss = (nll * tw).sum() / tw.sum().clamp(min=1.0)
+        total = torch.tensor(float(sum(e.weights[1:].sum() for e in batch))).clamp(min=1.0)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for part in _micro_batches(batch, micro_batch_tokens):
+            part_loss = _loss(model, part, total, bf16, logits_where_counted)
+            part_loss.backward()
+            loss += part_loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(loss)
         if progress:
             progress(step, losses[-1])
     model.eval()
     return losses
+
+
+def _micro_batches(batch: list[Example], limit: int | None) -> list[list[Example]]:
+    if limit is None:
+        return [batch]
+    parts, cur = [], []
+    for e in batch:
+        if cur and max(len(x.ids) for x in cur + [e]) * (len(cur) + 1) > limit:
+            parts.append(cur)
+            cur = []
+        cur.append(e)
+    return parts + [cur]
+
+
+def _loss(model, batch: list[Example], total: torch.Tensor, bf16: bool, logits_where_counted: bool) -> torch.Tensor:
+    """The batch part's summed next-token loss over the counted tokens, divided by the whole batch's count."""
+    w = max(len(e.ids) for e in batch)
+    ids = torch.zeros((len(batch), w), dtype=torch.long)
+    weights = torch.zeros((len(batch), w))
+    att = torch.zeros((len(batch), w), dtype=torch.long)
+    for r, e in enumerate(batch):
+        ids[r, : len(e.ids)] = torch.from_numpy(e.ids)
+        weights[r, : len(e.ids)] = torch.from_numpy(e.weights)
+        att[r, : len(e.ids)] = 1
+    device = next(model.parameters()).device
+    ids, weights, att = ids.to(device), weights.to(device), att.to(device)
+    tw = weights[:, 1:].reshape(-1)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # fp32 master weights
+        if logits_where_counted:
+            hidden = model.model(input_ids=ids, attention_mask=att).last_hidden_state[:, :-1]
+            keep = torch.nonzero(tw).squeeze(1)
+            logits = model.lm_head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)).float()
+        else:
+            logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
+    if logits_where_counted:
+        nll = torch.nn.functional.cross_entropy(logits, ids[:, 1:].reshape(-1).index_select(0, keep),
+                                                reduction="none")
+        return (nll * tw.index_select(0, keep)).sum() / total.to(device)
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                            reduction="none")
+    return (nll * tw).sum() / total.to(device)
