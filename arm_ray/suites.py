@@ -10,6 +10,8 @@ themselves all reach it from above.
 
 from __future__ import annotations
 
+import inspect
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from arm_ray.errors import ConfigError
@@ -42,6 +44,13 @@ def get_suite(name: str, where: str = "suite", options: dict | None = None) -> S
     where_opts = where.removesuffix(".suite") + ".options"
     if options and (cls.__init__ is Suite.__init__ or cls.__init__ is object.__init__):
         raise ConfigError(f"{where_opts}: suite {name!r} takes no options")
+    params = inspect.signature(cls.__init__).parameters
+    if options and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [p for p in params if p != "self"]
+        for key in options:
+            if key not in known:
+                raise ConfigError(f"{where_opts}.{key}: suite {name!r} has no option {key!r} "
+                                  f"(its options: {', '.join(known)})")
     try:
         return cls(**(options or {}))  # a required option left out is named like a wrong one
     except ValidationError as e:

@@ -146,7 +146,7 @@ def test_options_are_checked_with_the_field_named():
         get_suite("tau2_retail", "benchmarks.tau.suite", {"trials": 0})
     with pytest.raises(ConfigError, match=r"benchmarks\.tau\.options\.splits: 'holdout' is not a split"):
         get_suite("tau2_retail", "benchmarks.tau.suite", {"splits": {"holdout": "test"}})
-    with pytest.raises(ConfigError, match=r"benchmarks\.r\.options: suite 'retail' takes no options"):
+    with pytest.raises(ConfigError, match=r"benchmarks\.r\.options\.trials: suite 'retail' has no option 'trials' \(its options: demos, n_demos\)"):
         get_suite("retail", "benchmarks.r.suite", {"trials": 2})
     with pytest.raises(ValueError, match="no task split 'dev'"):
         get_suite("tau2_retail", options={"splits": {"test": "dev"}}).tasks("test")
