@@ -32,6 +32,7 @@ class _Strict(BaseModel):
 
 class ModelRef(_Strict):
     path: str = Field(description="local checkpoint directory or hub id (owner/name)")
+    about: str | None = Field(None, description="one line on where the weights come from, for model cards")
 
 
 class Benchmark(_Strict):

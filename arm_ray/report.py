@@ -25,7 +25,7 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
         "roles": {b: cfg.role_of(b) for b in bench},
         "experts": {b: {"name": cfg.benchmarks[b].expert, "path": str(ctx.experts[cfg.benchmarks[b].expert].path)}
                     for b in bench},
-        "base": {"path": str(ctx.base.path)},
+        "base": {"path": str(ctx.base.path), **({"about": cfg.base.about} if cfg.base.about else {})},
         "candidates": [{"name": c.name, "operator": c.method, "parameters": c.parameters, "aos": chosen.aos[c.name],
                         "mean_aos": selection.mean_aos(chosen.aos[c.name])} for c in ctx.recipes],
         "selected": chosen.selected,
@@ -73,7 +73,7 @@ def model_card(r: dict) -> str:
         "",
         "Merged without training by Agent-Role Merging (ARM, arXiv 2601.07309) with arm-ray.",
         "",
-        f"- base: `{r['base']['path']}`",
+        f"- base: `{r['base']['path']}`" + (f" ({r['base']['about']})" if r["base"].get("about") else ""),
         "- experts: " + ", ".join(f"`{v['name']}` ({b})" for b, v in r["experts"].items()),
         "- pool: " + ", ".join(f"`{c['name']}` ({c['operator']})" for c in r["candidates"]),
         f"- backbone chosen by Activation-Overlap Score: `{r['selected']}`",

