@@ -101,7 +101,9 @@ class Sampling(_Strict):
 class Engine(_Strict):
     """vLLM engine options (one engine per rollout actor)."""
 
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal["auto", "fast", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: the checkpoint's (vLLM's choice); fast: bfloat16 where the device computes it "
+                            "(a GPU, a CPU with AMX or AVX512-BF16), else float32")
     max_model_len: int = Field(4096, gt=0, description="prompt + reply tokens; longer episodes end as `context`")
     enforce_eager: bool = True
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
@@ -138,7 +140,8 @@ class Resources(_Strict):
 
 
 class Trace(_Strict):
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["fast", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="fast: bfloat16 where the tracer's device computes it, else float32")
     max_tokens_per_batch: int = Field(8192, gt=0)
     devices: list[str] | None = Field(None, description="split each traced model's layers over these devices "
                                       "(e.g. [cuda:0, cuda:1], or [cuda:0, cpu] to offload); default: every GPU "

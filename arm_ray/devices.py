@@ -86,3 +86,48 @@ def connect(decoder: torch.nn.Module, plan: DevicePlan) -> list:
                for i, layer in enumerate(decoder.layers)]
     handles.append(decoder.norm.register_forward_pre_hook(to(plan.devices[0]), with_kwargs=True))
     return handles
+
+
+# -- which float type a device computes fast --
+# bf16 is fast only where the hardware has bf16 arithmetic: on a CPU without AMX or AVX512-BF16 (an AVX2 EPYC,
+# measured by scripts/bench_dtype.py) torch emulates it, and a SmolLM2 training step ran 30x slower than float32
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty where there is none)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    return any(f in cpu_flags(cpuinfo) for f in CPU_BF16_FLAGS)
+
+
+def fast_dtype(device: str = "cpu") -> str:
+    """`dtype: fast` made concrete on the device that computes: bfloat16 on a GPU that has it and on a CPU with
+    AMX or AVX512-BF16, else float32."""
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    return fast_dtype(device) if dtype == "fast" else dtype
+
+
+def slow_bf16_warning(field: str, dtype: str, on_cpu: bool) -> str | None:
+    """A warning for an explicit bfloat16 on a CPU without bf16 arithmetic (None where there is nothing to say)."""
+    if dtype != "bfloat16" or not on_cpu or cpu_has_bf16():
+        return None
+    return (f"{field}: bfloat16 on this CPU, which has no bf16 arithmetic (no {' or '.join(CPU_BF16_FLAGS)}): "
+            "torch emulates it, tens of times slower than float32 (scripts/bench_dtype.py); `dtype: fast` picks "
+            "bfloat16 only where the device computes it")

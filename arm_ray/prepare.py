@@ -16,6 +16,7 @@ from pathlib import Path
 from arm_ray import checkpoints, pool
 from arm_ray.architectures import mlp_names
 from arm_ray.config import RunConfig
+from arm_ray.devices import slow_bf16_warning
 from arm_ray.errors import ConfigError, DataError
 from arm_ray.roles.formats import load_trajectories, require_clean
 from arm_ray.roles.spans import TrajectoryEncoder
@@ -174,6 +175,14 @@ def prepare(cfg: RunConfig) -> Context:
         if extra:
             warnings.append(f"weak.dev_results: {cfg.weak.dev_results} scores benchmarks the config does not have "
                             f"({', '.join(extra)}); they are ignored")
+    traced_on_cpu = cfg.resources.tracer_num_gpus == 0 and not any("cuda" in d for d in cfg.trace.devices or [])
+    asks = [("trace.dtype", cfg.trace.dtype, traced_on_cpu)]
+    if cfg.evaluation is not None:  # rollouts
+        asks.append(("evaluation.engine.dtype", cfg.evaluation.engine.dtype, cfg.resources.rollout_num_gpus == 0))
+    for where, dtype, on_cpu in asks:
+        slow = slow_bf16_warning(where, dtype, on_cpu)  # this machine's CPU: the embedded cluster's node
+        if slow:
+            warnings.append(slow)
     return Context(cfg, base, experts, recipes, packed, dev_scores, warnings)
 
 

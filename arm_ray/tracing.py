@@ -19,7 +19,7 @@ import torch
 
 from arm_ray import checkpoints, pool
 from arm_ray.architectures import mlp_names
-from arm_ray.devices import DevicePlan, connect
+from arm_ray.devices import DevicePlan, connect, resolve_dtype
 from arm_ray.saliency import Packed, SaliencyTracer, TraceResult
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -90,6 +90,7 @@ def build_model(config_dir: str, tensors: Iterable[tuple[str, torch.Tensor]], pl
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.from_pretrained(config_dir)
+    dtype = resolve_dtype(dtype, plan.devices[0])  # `fast`: what the first device computes natively
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg, dtype=DTYPES[dtype])
     expected = dict(model.named_parameters(remove_duplicate=False))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arm_ray.benchmarks.tau2 import GoldWithoutWrite  # noqa: E402
+from arm_ray.benchmarks.tau2_gold import GoldWithoutWrite  # noqa: E402
 from arm_ray.rollout.agent import run_episodes, run_mixed  # noqa: E402
 from arm_ray.rollout.policies import OraclePolicy  # noqa: E402
 from arm_ray.suites import get_suite  # noqa: E402

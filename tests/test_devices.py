@@ -39,3 +39,40 @@ def test_a_qwen3_8b_shaped_plan_on_the_meta_device():
 def test_for_actor_defaults():
     assert DevicePlan.for_actor("cpu", 4).devices == ("cpu",)
     assert DevicePlan.for_actor("cpu", 4, ("cpu", "cpu")).devices == ("cpu", "cpu")
+
+
+AVX2_EPYC = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+def test_cpu_bf16_is_read_from_the_flags():
+    from arm_ray.devices import cpu_flags, cpu_has_bf16
+
+    assert "avx2" in cpu_flags(AVX2_EPYC) and not cpu_has_bf16(AVX2_EPYC)
+    assert cpu_has_bf16(SAPPHIRE_RAPIDS)
+    assert cpu_flags("no flags line here") == set() and not cpu_has_bf16("")
+
+
+def test_fast_resolves_to_what_this_cpu_computes_and_other_dtypes_stay():
+    from pathlib import Path
+
+    from arm_ray.devices import cpu_has_bf16, resolve_dtype
+
+    info = Path("/proc/cpuinfo")
+    native = info.is_file() and any(f in info.read_text().split() for f in ("amx_bf16", "avx512_bf16"))
+    assert cpu_has_bf16() == native
+    assert resolve_dtype("fast", "cpu") == ("bfloat16" if native else "float32")
+    for d in ("float32", "bfloat16", "float16", "auto"):
+        assert resolve_dtype(d, "cpu") == d
+
+
+def test_explicit_bf16_on_a_cpu_without_it_is_warned_about(monkeypatch):
+    from arm_ray import devices
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda cpuinfo=None: False)
+    warning = devices.slow_bf16_warning("trace.dtype", "bfloat16", on_cpu=True)
+    assert warning.startswith("trace.dtype: bfloat16 on this CPU") and "dtype: fast" in warning
+    assert devices.slow_bf16_warning("trace.dtype", "bfloat16", on_cpu=False) is None  # a GPU computes it
+    assert devices.slow_bf16_warning("trace.dtype", "fast", on_cpu=True) is None
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda cpuinfo=None: True)
+    assert devices.slow_bf16_warning("trace.dtype", "bfloat16", on_cpu=True) is None

@@ -149,6 +149,19 @@ def test_unknown_operator_and_parameter(perturbed_pool):
         prepare(tiny_config(perturbed_pool, operators=[{"name": "x", "method": "linear"}]))
 
 
+def test_bf16_on_a_cpu_without_it_is_warned_about_and_fast_is_not(perturbed_pool, monkeypatch):
+    from arm_ray import devices
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda cpuinfo=None: False)  # an AVX2 CPU
+    ctx = prepare(tiny_config(perturbed_pool, trace={"dtype": "bfloat16"}))
+    assert [w.split(":")[0] for w in ctx.warnings if "bf16 arithmetic" in w] == ["trace.dtype"]
+    ctx = prepare(tiny_config(perturbed_pool, trace={"dtype": "fast"}))
+    assert not [w for w in ctx.warnings if "bf16 arithmetic" in w]
+    ctx = prepare(tiny_config(perturbed_pool, trace={"dtype": "bfloat16"},
+                              resources={"tracer_num_gpus": 1}))  # a GPU computes it: nothing to say
+    assert not [w for w in ctx.warnings if "bf16 arithmetic" in w]
+
+
 def test_benchmark_without_calibration(perturbed_pool):
     cfg = tiny_config(perturbed_pool)
     cfg["calibration"]["files"] = cfg["calibration"]["files"][:2]

@@ -23,11 +23,12 @@ import json
 import logging
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from arm_ray import checkpoints
 from arm_ray.atomic import atomic_dir
+from arm_ray.devices import fast_dtype
 from arm_ray.errors import ConfigError
 from arm_ray.experts.cache import is_built, pool_stamp, write_jsonl
 from arm_ray.experts.scoring import check_gate, oracle_records, progress_bar, score_table, task_vector_size
@@ -79,7 +80,9 @@ class SmolPoolSpec:
     micro_batch_tokens: int = 1024  # forwarded at a time within a batch (memory: 13 GiB peak with whole batches)
     max_length: int = 1536
     threads: int = 2
-    bf16: bool = True  # autocast matmuls (CPU AMX, or the GPU), float32 master weights
+    # autocast matmuls, float32 master weights; None: where the CPU has bf16 arithmetic (AMX, AVX512-BF16),
+    # which an AVX2 CPU lacks (there bf16 training ran 30x slower than float32: scripts/bench_dtype.py)
+    bf16: bool | None = None
     # worked train episodes in each suite's system turn (the suites' `demos` option; 0: none): zero-shot, the
     # base scores 0 on every suite (it answers in prose instead of the suites' formats), and the gate wants > 0
     demos: int = 1
@@ -146,6 +149,8 @@ def build_smollm2_pool(out: str | Path, preset: str = "smollm2", **overrides) ->
     if preset not in PRESETS:
         raise ConfigError(f"unknown SmolLM2 pool preset {preset!r}; expected one of {sorted(PRESETS)}")
     spec = SmolPoolSpec(**{**asdict(PRESETS[preset]), **overrides})
+    if spec.bf16 is None:  # made concrete before the cache key: a bf16 pool and a float32 one are two pools
+        spec = replace(spec, bf16=fast_dtype("cpu") == "bfloat16")
     gguf = Path(spec.base) if spec.base else base_gguf()
     if not gguf.is_file():
         raise ConfigError(f"SmolLM2 pool: base {gguf} is not a file (expected a GGUF file)")
@@ -154,7 +159,7 @@ def build_smollm2_pool(out: str | Path, preset: str = "smollm2", **overrides) ->
     if is_built(out, stamp):
         return out
     log.info(f"[smollm2 pool] building the {preset} pool (seed {spec.seed}) in {out.resolve()} from {gguf.name} "
-             "(dequantized Q4_1); cached after")
+             f"(dequantized Q4_1), training in {'bf16 autocast' if spec.bf16 else 'float32'}; cached after")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     torch.set_num_threads(spec.threads)

@@ -21,6 +21,7 @@ import threading
 import zlib
 from pathlib import Path
 
+from arm_ray.devices import resolve_dtype
 from arm_ray.roles.render import ChatRenderer
 from arm_ray.rollout.agent import Turn
 
@@ -55,7 +56,8 @@ def _arch(path: str) -> tuple | None:
 def engine_kwargs(o: dict, path: str, seed: int, use_gpu: bool) -> dict:
     """vllm.LLM's arguments for config.Engine `o`: one GPU (the `uni` executor), several (tensor parallel over
     Ray workers in the actor's placement group), or the CPU."""
-    kwargs = dict(model=path, tokenizer=path, dtype=o["dtype"], max_model_len=o["max_model_len"],
+    kwargs = dict(model=path, tokenizer=path, dtype=resolve_dtype(o["dtype"], "cuda" if use_gpu else "cpu"),
+                  max_model_len=o["max_model_len"],
                   enforce_eager=o["enforce_eager"], seed=seed, disable_log_stats=True)
     tp = o.get("tensor_parallel_size", 1)
     if use_gpu:

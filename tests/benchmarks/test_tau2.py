@@ -8,7 +8,9 @@ import pytest
 
 pytest.importorskip("tau2")
 
-from arm_ray.benchmarks.tau2 import CopyOnRead, GoldWithoutWrite, parse_reply  # noqa: E402
+from arm_ray.benchmarks.tau2_data import CopyOnRead  # noqa: E402
+from arm_ray.benchmarks.tau2_env import parse_reply  # noqa: E402
+from arm_ray.benchmarks.tau2_gold import GoldWithoutWrite  # noqa: E402
 from arm_ray.errors import ConfigError  # noqa: E402
 from arm_ray.evaluation.metrics import pass_hat_k, summarize  # noqa: E402
 from arm_ray.rollout.agent import run_episodes  # noqa: E402

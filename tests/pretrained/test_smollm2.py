@@ -8,6 +8,7 @@ import torch
 
 from arm_ray import checkpoints, pipeline
 from arm_ray.config import parse_config
+from arm_ray.devices import fast_dtype
 from arm_ray.errors import CheckpointError, ConfigError
 from arm_ray.experts.scoring import check_gate
 from arm_ray.pretrained import smollm2
@@ -89,6 +90,8 @@ def test_tiny_build_scores_gates_and_is_cached(tiny_pool, tiny_gguf):
     sizes = json.loads((tiny_pool / "task_vectors.json").read_text())
     assert set(sizes) == set(names[1:]) and all(0 < v["all"] < 1 and v["mlp"] > 0 for v in sizes.values())
     timings = json.loads((tiny_pool / "timings.json").read_text())
+    # bf16 autocast only where this CPU computes bf16 (an AVX2 CPU emulates it, tens of times slower)
+    assert json.loads((tiny_pool / "spec.json").read_text())["bf16"] == (fast_dtype("cpu") == "bfloat16")
     assert timings["total"] >= timings["expert_retail"] > 0 and timings["peak_rss_gib"] > 0
     for suite in ("retail", "office", "shell", "sql"):
         demos = [json.loads(x) for x in (tiny_pool / "data" / suite / "demos.jsonl").read_text().splitlines()]

@@ -32,3 +32,14 @@ def test_engine_arguments_for_one_gpu_several_and_the_cpu():
     assert four["distributed_executor_backend"] == "ray" and four["tensor_parallel_size"] == 4
     cpu = engine_kwargs(Engine().model_dump(), "/m", 0, use_gpu=False)
     assert "tensor_parallel_size" not in cpu and cpu["enable_chunked_prefill"] is False
+
+
+def test_engine_dtype_fast_is_made_concrete_for_the_device_and_auto_stays_vllms():
+    from arm_ray.config import Engine
+    from arm_ray.devices import fast_dtype
+    from arm_ray.rollout.vllm_engine import engine_kwargs
+
+    cpu = engine_kwargs(Engine(dtype="fast").model_dump(), "/m", 0, use_gpu=False)
+    assert cpu["dtype"] == fast_dtype("cpu") in ("bfloat16", "float32")
+    assert engine_kwargs(Engine().model_dump(), "/m", 0, use_gpu=False)["dtype"] == "auto"
+    assert engine_kwargs(Engine(dtype="bfloat16").model_dump(), "/m", 0, use_gpu=False)["dtype"] == "bfloat16"
