@@ -90,7 +90,7 @@ def connect(decoder: torch.nn.Module, plan: DevicePlan) -> list:
 
 # -- which float type a device computes fast --
 # bf16 is fast only where the hardware has bf16 arithmetic: on a CPU without AMX or AVX512-BF16 (an AVX2 EPYC,
-# measured by scripts/bench_dtype.py) torch emulates it, and a SmolLM2 training step ran 30x slower than float32
+# measured by scripts/bench_dtype.py) torch emulates it, and a SmolLM2 training step ran ~27x slower than float32
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 

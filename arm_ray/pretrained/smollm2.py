@@ -81,7 +81,7 @@ class SmolPoolSpec:
     max_length: int = 1536
     threads: int = 2
     # autocast matmuls, float32 master weights; None: where the CPU has bf16 arithmetic (AMX, AVX512-BF16),
-    # which an AVX2 CPU lacks (there bf16 training ran 30x slower than float32: scripts/bench_dtype.py)
+    # which an AVX2 CPU lacks (there bf16 training ran ~27x slower than float32: scripts/bench_dtype.py)
     bf16: bool | None = None
     # worked train episodes in each suite's system turn (the suites' `demos` option; 0: none): zero-shot, the
     # base scores 0 on every suite (it answers in prose instead of the suites' formats), and the gate wants > 0
