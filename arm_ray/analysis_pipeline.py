@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from arm_ray import atomic, checkpoints, pipeline, transplant
+from arm_ray import atomic, checkpoints, pipeline, selection, transplant
 from arm_ray.analysis import findings, plots
 from arm_ray.analysis.markdown import markdown
 from arm_ray.arm_model import write_arm_model
@@ -193,6 +193,7 @@ class Lab:
     traces: int = 0
     rollout_episodes: int = 0
     written: dict = field(default_factory=dict)  # candidate name -> checkpoint dir
+    weak_cache: dict = field(default_factory=dict)  # candidate name -> its weak benchmarks as a backbone
 
     def candidate_dir(self, name: str) -> str:
         """A candidate on disk: the run's backbone, or built again on a tracer actor (no trace)."""
@@ -253,6 +254,22 @@ class Lab:
                     rows += [{**r, "model": name} for r in got if r["model"] == first_of[spec]]
         return rows
 
+    def weak_for(self, candidate: str) -> list[dict]:
+        """The weak benchmarks with `candidate` as the backbone: the run's own list for its backbone, else as the
+        run decides them (dev rollouts of that candidate when the run used them; cached per candidate)."""
+        run, cfg = self.run, self.run.cfg
+        if candidate == run.report["selected"]:
+            return run.report["weak"]
+        if candidate not in self.weak_cache:
+            if cfg.weak.from_rollouts:
+                name = f"{candidate}_as_backbone"
+                dev = self.evaluate({name: Spec.of(candidate, None)}, cfg.in_domain, "dev")
+                dev_scores = {**run.report.get("dev_scores", {}), **metrics.scores(metrics.summarize(dev, "dev"))}
+                self.weak_cache[candidate] = pipeline.weak_benchmarks(cfg, name, dev_scores, "dev")
+            else:
+                self.weak_cache[candidate] = pipeline.weak_benchmarks(cfg, candidate, self.ctx.dev_scores)
+        return self.weak_cache[candidate]
+
     def trace(self, jobs: list[TraceJob], packed: dict) -> dict:
         self.traces += len(jobs)
         bar = self.progress(total=len(jobs), desc="analysis traces")
@@ -287,14 +304,15 @@ def analyze(run_dir: Path, opts: Options, tracing_factory: Callable, rollouts_fa
         with stage(clock, "1 AOS vs quality"):
             cands = [{"name": c["name"], "mean_aos": c["mean_aos"],
                       "eval_model": "backbone" if c["name"] == selected else c["name"]} for c in rep["candidates"]]
-            f["aos_vs_quality"] = findings.aos_vs_quality(cands, run.rows, cfg.evaluated, opts.n_boot, seed)
+            f["aos_vs_quality"] = findings.aos_vs_quality(cands, run.rows, cfg.evaluated, opts.n_boot, seed,
+                                                          cfg.units(cfg.evaluated))
     if 2 in want:
         with stage(clock, "2 role overlap"):
             f["role_overlap"] = findings.role_overlap(run.saliency, run.experts, run.roles, k, selected)
     if 4 in want:
         with stage(clock, "4 ARM vs backbone"):
             f["arm_vs_backbone"] = findings.arm_vs_backbone(run.rows, cfg.in_domain, run.out_of_domain,
-                                                            opts.n_boot, seed)
+                                                            opts.n_boot, seed, cfg.units)
             f["arm_vs_backbone"]["weak"] = [w["benchmark"] for w in rep["weak"]]
     specs: dict[str, Spec] = {}
     if 3 in want:
@@ -313,7 +331,10 @@ def analyze(run_dir: Path, opts: Options, tracing_factory: Callable, rollouts_fa
             rows = lab.evaluate(specs, cfg.evaluated)
     if 3 in want:
         with stage(clock, "3 k-sweep"):
-            f["protection_sweep"] = sweep_result(sweep, rows, cfg.in_domain, opts, seed)
+            units = cfg.units(cfg.in_domain)
+            f["protection_sweep"] = sweep_result(sweep, rows, cfg.in_domain, opts, seed,
+                                                 intervals.worst_suite(run.rows, "backbone", cfg.in_domain,
+                                                                       groups=units), units)
             f["protection_sweep"]["traces"] = lab.traces  # models traced so far: none, the saliency is stored
     if 5 in want:
         with stage(clock, "5 role-agnostic"):
@@ -341,14 +362,17 @@ def sweep_name(k: float, protect: bool) -> str:
     return f"k{k:g}_{'protected' if protect else 'unprotected'}"
 
 
-def sweep_result(sweep: dict, rows: list[dict], bench: list[str], opts: Options, seed: int) -> dict:
-    """Each (k, protection) point's in-domain AVG and WS, and protected - unprotected paired by task."""
+def sweep_result(sweep: dict, rows: list[dict], bench: list[str], opts: Options, seed: int,
+                 worst: str | None = None, groups: dict[str, list[str]] | None = None) -> dict:
+    """Each (k, protection) point's in-domain AVG and WS, and protected - unprotected paired by task (WS's on
+    `worst`, the run backbone's worst suite on dev)."""
     points = []
     for (k, protect), final in sorted(sweep.items()):
-        s = findings.score(rows, sweep_name(k, protect), bench, opts.n_boot, seed)
+        s = findings.score(rows, sweep_name(k, protect), bench, opts.n_boot, seed, groups)
         points.append({"k": k, "protect": protect, "moved": findings.moved(final), **s})
     diff = {f"{k:g}": intervals.paired_difference(rows, sweep_name(k, True), sweep_name(k, False), bench,
-                                                  n_boot=opts.n_boot, seed=seed) for k in opts.ks}
+                                                  n_boot=opts.n_boot, seed=seed, worst=worst, groups=groups)
+            for k in opts.ks}
     return {"benchmarks": bench, "ks": opts.ks, "points": points, "protected_minus_unprotected": diff}
 
 
@@ -356,16 +380,10 @@ def role_agnostic(lab: Lab, opts: Options) -> dict:
     """Selection by `response`; the weak benchmarks of that backbone (dev rollouts when the run used them);
     T_b from `response` sets. Returns the plan and the Spec of its ARM model."""
     run, cfg = lab.run, lab.run.cfg
-    sel = findings.role_agnostic_selection(run.saliency, run.experts, run.candidates, cfg.k)
+    sel = findings.role_agnostic_selection(run.saliency, run.experts, run.candidates, cfg.k,
+                                           cfg.units(cfg.in_domain))
     chosen = sel["selected"]
-    if chosen == run.report["selected"]:
-        weak = run.report["weak"]
-    elif cfg.weak.from_rollouts:
-        dev = lab.evaluate({"response_backbone": Spec.of(chosen, None)}, cfg.in_domain, "dev")
-        dev_scores = {**run.report.get("dev_scores", {}), **metrics.scores(metrics.summarize(dev, "dev"))}
-        weak = pipeline.weak_benchmarks(cfg, "response_backbone", dev_scores, "dev")
-    else:
-        weak = pipeline.weak_benchmarks(cfg, chosen, lab.ctx.dev_scores)
+    weak = lab.weak_for(chosen)
     final = findings.arm_sets(sel["expert_sets"], sel["candidate_sets"][chosen], weak, cfg.donors(),
                               cfg.conflict_policy)
     return {"selected": chosen, "aos": sel["aos"], "weak": weak, "final": final, "spec": Spec.of(chosen, final)}
@@ -373,26 +391,29 @@ def role_agnostic(lab: Lab, opts: Options) -> dict:
 
 def role_agnostic_result(ablation: dict, run: Run, rows: list[dict], opts: Options, seed: int) -> dict:
     bench, cfg = run.cfg.evaluated, run.cfg
-    mean_aos = {c: float(np.mean(list(v.values()))) for c, v in ablation["aos"].items()}
+    units = cfg.units(bench)
+    worst = intervals.worst_suite(run.rows, "backbone", bench, groups=units)
+    mean_aos = {c: selection.mean_aos(v, cfg.units(cfg.in_domain)) for c, v in ablation["aos"].items()}
     res = {"selected": ablation["selected"], "run_selected": run.report["selected"],
            "mean_aos": mean_aos, "weak": [w["benchmark"] for w in ablation["weak"]],
            "moved": findings.moved(ablation["final"]), "run_moved": findings.moved(run.final()),
            "sets": findings.compare_sets(ablation["final"], run.final()),
-           "arm": findings.score(rows, "response_arm", bench, opts.n_boot, seed),
-           "role_arm": findings.score(run.rows, "arm", bench, opts.n_boot, seed),
+           "arm": findings.score(rows, "response_arm", bench, opts.n_boot, seed, units),
+           "role_arm": findings.score(run.rows, "arm", bench, opts.n_boot, seed, units),
            "difference": intervals.paired_difference(rows + run.rows, "response_arm", "arm", bench,
-                                                     n_boot=opts.n_boot, seed=seed),
+                                                     n_boot=opts.n_boot, seed=seed, worst=worst, groups=units),
            "benchmarks": bench, "in_domain": cfg.in_domain}
     if ablation["selected"] != run.report["selected"]:
-        res["backbone"] = findings.score(rows, "response_backbone", bench, opts.n_boot, seed)
+        res["backbone"] = findings.score(rows, "response_backbone", bench, opts.n_boot, seed, units)
     return res
 
 
 def calibration_size(lab: Lab, opts: Options) -> dict:
     """Trace every expert and candidate once with one group per calibration trajectory, then, for each size and
     seed, the sets, choice and T_b of a random subset. The ARM model of the smallest size that keeps the choice
-    for every seed (or, when none does, whose choices all score inside the full choice's test AVG interval) is
-    built and rolled out."""
+    for every seed (or, when none does, whose choices are none measurably worse on test AVG than the full
+    choice, paired by task) is
+    built and rolled out. A subset that picks another backbone gets that backbone's own weak benchmarks."""
     import time
 
     from arm_ray.prepare import encode_benchmarks
@@ -409,7 +430,8 @@ def calibration_size(lab: Lab, opts: Options) -> dict:
     t0 = time.perf_counter()
     per_traj = lab.trace(jobs, packed)
     trace_s = time.perf_counter() - t0
-    args = (run.experts, run.candidates, run.report["weak"], cfg.donors(), cfg.conflict_policy, cfg.k)
+    args = (run.experts, run.candidates, lab.weak_for, cfg.donors(), cfg.conflict_policy, cfg.k,
+            cfg.units(cfg.in_domain))
     full = findings.calibration_point(per_traj, groups, *args)
     # the per-trajectory sums over all trajectories give back the run's own saliency (a check of the method)
     drift = max(float(np.max(np.abs(findings.subset_saliency(per_traj[c], [per_traj[c].groups.index(g)
@@ -423,15 +445,21 @@ def calibration_size(lab: Lab, opts: Options) -> dict:
             sub = {b: [groups[b][i] for i in findings.draw(len(groups[b]), n, s, j)]
                    for j, b in enumerate(groups)}
             p = findings.calibration_point(per_traj, sub, *args)
-            points.append({"n": n, "seed": s, **findings.calibration_change(p, full), "final": p["final"]})
-    avg = candidate_avgs(run)
+            points.append({"n": n, "seed": s, **findings.calibration_change(p, full), "weak": p["weak"],
+                           "final": p["final"]})
+    avg = candidate_avgs(run, opts.n_boot)
     full_ci = avg.get(full["selected"])
+    versus = {}  # candidate -> its test AVG minus the full choice's, paired by task
     for p in points:
-        p["selected_avg"] = avg[p["selected"]][0] if p["selected"] in avg else None
-        p["equivalent"] = full_ci is not None and p["selected_avg"] is not None and (
-            full_ci[1] <= p["selected_avg"] <= full_ci[2])
+        c = p["selected"]
+        p["selected_avg"] = avg[c][0] if c in avg else None
+        if c not in versus and c in avg and full_ci is not None:
+            versus[c] = candidate_difference(run, c, full["selected"], opts.n_boot)
+        p["minus_full_choice"] = versus.get(c)
+        # equally good: the paired difference to the full data's choice is not measurably below 0
+        p["equivalent"] = p["minus_full_choice"] is not None and p["minus_full_choice"][2] >= 0
     smallest = from_on(sizes, points, "same_choice")  # every seed at this size and above keeps the choice
-    equivalent = from_on(sizes, points, "equivalent")  # ... picks a candidate inside the choice's test AVG CI
+    equivalent = from_on(sizes, points, "equivalent")  # ... picks a candidate not measurably worse (paired)
     result = {"sizes": sizes, "seeds": opts.seeds, "available": {b: len(g) for b, g in groups.items()},
               "full_selected": full["selected"], "full_selected_avg": full_ci, "traces": len(jobs),
               "trace_seconds": round(trace_s, 1), "max_abs_diff_to_run_saliency": drift,
@@ -440,14 +468,16 @@ def calibration_size(lab: Lab, opts: Options) -> dict:
     n = smallest if smallest is not None else equivalent
     if n is not None and run.report["weak"]:
         point = next(p for p in points if p["n"] == n and p["seed"] == 0)
-        name = f"calibration_n{n}_arm"
+        name, units = f"calibration_n{n}_arm", cfg.units(cfg.evaluated)
         rows = lab.evaluate({name: Spec.of(point["selected"], point["final"])}, cfg.evaluated)
         rows += [r for r in run.rows if r["model"] == "arm" and r["split"] == "test"]
         result["smallest_arm"] = {"model": name, "n": n, "backbone": point["selected"],
                                   "basis": "same choice" if n == smallest else "equivalent choice",
-                                  **findings.score(rows, name, cfg.evaluated, opts.n_boot, cfg.seed),
-                                  "difference": intervals.paired_difference(rows, name, "arm", cfg.evaluated,
-                                                                            n_boot=opts.n_boot, seed=cfg.seed)}
+                                  **findings.score(rows, name, cfg.evaluated, opts.n_boot, cfg.seed, units),
+                                  "difference": intervals.paired_difference(
+                                      rows, name, "arm", cfg.evaluated, n_boot=opts.n_boot, seed=cfg.seed,
+                                      worst=intervals.worst_suite(run.rows, "backbone", cfg.evaluated, groups=units),
+                                      groups=units)}
     return result
 
 
@@ -461,15 +491,30 @@ def from_on(sizes: list[int], points: list[dict], key: str) -> int | None:
     return smallest
 
 
-def candidate_avgs(run: Run) -> dict[str, list[float]]:
+def candidate_model(run: Run, candidate: str) -> str:
+    """The eval rows' name of a candidate: the selected one was rolled out as `backbone`."""
+    return "backbone" if candidate == run.report["selected"] else candidate
+
+
+def candidate_avgs(run: Run, n_boot: int) -> dict[str, list[float]]:
     """Each candidate's test AVG [estimate, low, high] from the run's rows (those it rolled out)."""
     tested = {r["model"] for r in run.rows if r["split"] == "test"}
     out = {}
     for c in run.candidates:
-        model = "backbone" if c == run.report["selected"] else c
+        model = candidate_model(run, c)
         if model in tested:
-            out[c] = intervals.model_intervals(run.rows, [model], run.cfg.evaluated, seed=run.cfg.seed)[model]["AVG"]
+            out[c] = intervals.model_intervals(run.rows, [model], run.cfg.evaluated, n_boot=n_boot,
+                                               seed=run.cfg.seed, groups=run.cfg.units(run.cfg.evaluated))[model]["AVG"]
     return out
+
+
+def candidate_difference(run: Run, a: str, b: str, n_boot: int) -> list[float]:
+    """Test AVG of candidate a minus candidate b, paired by task: [estimate, low, high] ([0, 0, 0] for a == b)."""
+    if a == b:
+        return [0.0, 0.0, 0.0]
+    return intervals.paired_difference(run.rows, candidate_model(run, a), candidate_model(run, b),
+                                       run.cfg.evaluated, n_boot=n_boot, seed=run.cfg.seed,
+                                       groups=run.cfg.units(run.cfg.evaluated))["AVG"]
 
 
 def write(out: Path, state: dict) -> None:

@@ -43,6 +43,9 @@ class Benchmark(_Strict):
                                                 "or package.module:Class; none: not evaluated")
     options: dict[str, Any] = Field(default_factory=dict, description="the suite's own settings (e.g. tau2_*: "
                                                                       "user, trials, splits)")
+    aggregate: str | None = Field(None, description="report this benchmark inside one aggregate with the others "
+                                  "that name it (e.g. tau_bench for τ² retail and airline): AVG, WS, RHM and mean "
+                                  "AOS count the aggregate once, as its members' mean")
 
 
 class DataFile(_Strict):
@@ -215,6 +218,7 @@ class RunConfig(_Strict):
             if role not in (PARSERS[parser].role, RESPONSE):
                 raise ValueError(f"benchmarks.{b}.role: parser {parser} marks {PARSERS[parser].role!r} "
                                  f"or {RESPONSE!r}, not {role!r}")
+        self._check_aggregates()
         for r in self.calibration.extra_roles:
             if r != RESPONSE:
                 raise ValueError(f"calibration.extra_roles: only {RESPONSE!r} applies to every benchmark, not {r!r}")
@@ -231,6 +235,33 @@ class RunConfig(_Strict):
             if f.benchmark is not None and f.benchmark not in self.benchmarks:
                 raise ValueError(f"calibration.files[{i}].benchmark: {f.benchmark!r} is not a benchmark")
         return self
+
+    def _check_aggregates(self) -> None:
+        members: dict[str, list[str]] = {}
+        for b, spec in self.benchmarks.items():
+            if spec.aggregate is not None:
+                if spec.aggregate in self.benchmarks:
+                    raise ValueError(f"benchmarks.{b}.aggregate: {spec.aggregate!r} is a benchmark's name; an "
+                                     "aggregate needs a name of its own (its column in the results)")
+                members.setdefault(spec.aggregate, []).append(b)
+        for name, bs in members.items():
+            if len(bs) < 2:
+                raise ValueError(f"benchmarks.{bs[0]}.aggregate: {name!r} joins only this benchmark; an aggregate "
+                                 "joins two or more")
+            for what, has in (("an expert", lambda x: self.benchmarks[x].expert is not None),
+                              ("a suite", lambda x: self.benchmarks[x].suite is not None)):
+                if len({has(x) for x in bs}) > 1:
+                    raise ValueError(f"benchmarks: aggregate {name!r} joins {', '.join(bs)}, of which only some have "
+                                     f"{what}; its members must be alike (all in-domain or all out-of-domain, all "
+                                     "evaluated or none)")
+
+    def units(self, benchmarks: list[str]) -> dict[str, list[str]]:
+        """{reported unit: its benchmarks} of `benchmarks`, an aggregate in place of its first member (as
+        evaluation.metrics.units)."""
+        out: dict[str, list[str]] = {}
+        for b in benchmarks:
+            out.setdefault(self.benchmarks[b].aggregate or b, []).append(b)
+        return out
 
     def _check_devices(self) -> None:
         res = self.resources

@@ -174,8 +174,9 @@ def select(ctx: Context, traces: Traces) -> Selection:
     expert_sets = {b: salient_sets(traces, cfg, cfg.benchmarks[b].expert, [b])[b] for b in bench}
     cand_sets = {r.name: salient_sets(traces, cfg, r.name, bench) for r in ctx.recipes}
     aos = selection.aos_table(cand_sets, expert_sets)
-    selected = selection.select(aos, [r.name for r in ctx.recipes])
-    log.info(f"selected backbone: {selected} (mean AOS {selection.mean_aos(aos[selected]):.4f})")
+    units = cfg.units(bench)  # benchmarks joined in an aggregate count once in the mean
+    selected = selection.select(aos, [r.name for r in ctx.recipes], units)
+    log.info(f"selected backbone: {selected} (mean AOS {selection.mean_aos(aos[selected], units):.4f})")
     return Selection(expert_sets, cand_sets, aos, selected)
 
 
@@ -340,18 +341,22 @@ def results_table(cfg: RunConfig, selected: str, models: dict[str, str], rows: l
     """report.json's `evaluation`: the table, with 95 % bootstrap intervals of each model's AVG and WS and the
     paired difference ARM - AOS-selected backbone on the same tasks (per benchmark, AVG, WS)."""
     summary = metrics.summarize(rows, "test")
+    units = cfg.units(cfg.evaluated)  # an aggregate (τ-bench's retail + airline) counts once in AVG, WS, RHM
     table, table_md = metrics.table(metrics.scores(summary), table_rows(cfg, selected, models), cfg.expert_names(),
-                                    cfg.evaluated)
+                                    cfg.evaluated, units)
     state = {"split": "test", "tasks_per_benchmark": cfg.evaluation.test_tasks, "benchmarks": cfg.evaluated,
              "sampling": sampling(cfg), "models": models, "summary": summary, "table": table,
              "table_md": table_md, "rates_md": metrics.rates_table(summary, list(models), cfg.evaluated),
              "pass_k_md": metrics.pass_k_table(summary, list(models), cfg.evaluated),
              "notes": benchmark_notes(cfg),
-             "intervals": intervals.model_intervals(rows, list(models), cfg.evaluated, seed=cfg.seed)}
+             "units": units,
+             "intervals": intervals.model_intervals(rows, list(models), cfg.evaluated, seed=cfg.seed, groups=units)}
     if "arm" in models and "backbone" in models:
+        # WS's difference on the backbone's worst suite on dev, fixed before test (None: dev lacks a suite)
+        worst = intervals.worst_suite(rows, "backbone", cfg.evaluated, groups=units)
         state["paired"] = {"a": "arm", "b": "backbone",
                            "difference": intervals.paired_difference(rows, "arm", "backbone", cfg.evaluated,
-                                                                     seed=cfg.seed)}
+                                                                     seed=cfg.seed, worst=worst, groups=units)}
     return state
 
 

@@ -27,7 +27,7 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
                     for b in bench},
         "base": {"path": str(ctx.base.path), **({"about": cfg.base.about} if cfg.base.about else {})},
         "candidates": [{"name": c.name, "operator": c.method, "parameters": c.parameters, "aos": chosen.aos[c.name],
-                        "mean_aos": selection.mean_aos(chosen.aos[c.name])} for c in ctx.recipes],
+                        "mean_aos": selection.mean_aos(chosen.aos[c.name], cfg.units(bench))} for c in ctx.recipes],
         "selected": chosen.selected,
         "weak": plan.weak,
         "protect": cfg.protect,
@@ -208,8 +208,13 @@ def _intervals_md(r: dict) -> list[str]:
     for b in [*ev["benchmarks"], "AVG", "WS"]:
         kind = ("weak: transplanted" if b in weak else "in-domain" if b in r["benchmarks"]
                 else "summary" if b in ("AVG", "WS") else "out of domain")
+        if b == "WS":
+            kind += f": on {diff['WS_suite']}, the backbone's worst suite on dev" if diff.get("WS_suite") else \
+                ": WS(ARM) − WS(backbone), conservative bounds (dev does not cover every suite)"
         out.append(f"| {b} | {_ci(diff[b], sign=True)} | {kind} |")
-    out += ["", "**Finding.** " + finding(r)]
+    out += ["", "WS intervals: simultaneous intervals of the suite means, whose minimum the worst suite's "
+            "interval bounds (a percentile bootstrap of a minimum under-covers; see arm_ray/evaluation/intervals.py).",
+            "", "**Finding.** " + finding(r)]
     return out
 
 
@@ -250,8 +255,9 @@ def finding(r: dict) -> str:
     hurt = [b for b in others if diff[b][2] < 0]
     cost = (f"it cost {said(hurt)} points" if hurt else
             "no other benchmark moved measurably" + (f" ({said(others)})" if others else ""))
-    return (f"{head}. Elsewhere {cost}. Overall: AVG {_ci(diff['AVG'], sign=True)}, WS {_ci(diff['WS'], sign=True)} "
-            "points.")
+    ws_on = f" (on {diff['WS_suite']}, the backbone's worst on dev)" if diff.get("WS_suite") else ""
+    return (f"{head}. Elsewhere {cost}. Overall: AVG {_ci(diff['AVG'], sign=True)}, WS {_ci(diff['WS'], sign=True)}"
+            f"{ws_on} points.")
 
 
 def plots(out: Path, r: dict) -> None:

@@ -50,15 +50,22 @@ def aos_table(candidate_sets: Mapping[str, Mapping[str, np.ndarray]],
     return {g: {b: jaccard(sets[b], expert_sets[b]) for b in expert_sets} for g, sets in candidate_sets.items()}
 
 
-def mean_aos(aos: Mapping[str, float]) -> float:
-    return float(sum(aos.values()) / len(aos))
+def mean_aos(aos: Mapping[str, float], groups: Mapping[str, Sequence[str]] | None = None) -> float:
+    """Mean AOS over benchmarks, or over the reported units `groups` ({unit: its benchmarks}: benchmarks joined in
+    one aggregate, such as τ-bench's retail and airline, count once, as their mean)."""
+    if groups is None:
+        return float(sum(aos.values()) / len(aos))
+    per_unit = [sum(aos[b] for b in bs) / len(bs) for bs in groups.values() if bs]
+    return float(sum(per_unit) / len(per_unit))
 
 
-def select(aos: Mapping[str, Mapping[str, float]], order: Sequence[str]) -> str:
-    """argmax_g of the mean AOS over benchmarks (Eq. 5); a tie goes to the operator listed first."""
+def select(aos: Mapping[str, Mapping[str, float]], order: Sequence[str],
+           groups: Mapping[str, Sequence[str]] | None = None) -> str:
+    """argmax_g of the mean AOS over benchmarks (Eq. 5), or over `groups`' units; a tie goes to the operator
+    listed first."""
     best, best_score = None, -math.inf
     for g in order:
-        score = mean_aos(aos[g])
+        score = mean_aos(aos[g], groups)
         if score > best_score:  # strict: an equal score later in the list never wins
             best, best_score = g, score
     if best is None:

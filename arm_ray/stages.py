@@ -11,6 +11,7 @@ keys include this one's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -62,14 +63,34 @@ def digest(*parts: Any) -> str:
 
 
 def versions() -> dict[str, str | None]:
-    """Versions of the packages whose code shapes the outputs: an upgrade is a new input."""
+    """Versions of the packages whose code shapes the outputs (an upgrade is a new input), and a hash of
+    arm-ray's own source (an edit within one version is one too)."""
     out = {}
     for p in PACKAGES:
         try:
             out[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
             out[p] = None
+    out["arm-ray source"] = source_digest()
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest() -> str:
+    """sha256 over every Python file of the arm_ray and actors packages (relative name and bytes), found
+    without importing them (the actors import Ray)."""
+    from importlib.util import find_spec
+
+    h = hashlib.sha256()
+    for name in ("arm_ray", "actors"):
+        spec = find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(list(spec.submodule_search_locations)[0]).resolve()
+        for f in sorted(root.rglob("*.py")):
+            h.update(f"{name}/{f.relative_to(root).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def files_fingerprint(path: str | Path) -> list:
@@ -171,6 +192,9 @@ class Keys:
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.cfg
         self.common = digest(versions(), cfg.seed)
+        # the kind of device candidates are merged and traced on: DARE's draws and the merge's blocks depend on it
+        self.tracer_device = "cuda" if cfg.resources.tracer_num_gpus > 0 else "cpu"
+        self.engine_device = "cuda" if cfg.resources.rollout_num_gpus > 0 else "cpu"
         self.weights = {"base": digest(files_fingerprint(ctx.base.path))}
         self.weights |= {n: digest(files_fingerprint(c.path)) for n, c in ctx.experts.items()}
         self.calibration = {b: digest(p.groups, p.n_trajectories, p.n_tokens,  # each benchmark's packs, hashed once
@@ -179,14 +203,15 @@ class Keys:
 
     def candidate(self, recipe) -> str:
         """A candidate's weights: its operator and parameters over the base and the experts, in config order."""
-        return digest(self.common, recipe.method, recipe.parameters, recipe.seed,
+        return digest(self.common, recipe.method, recipe.parameters, recipe.seed, self.tracer_device,
                       [self.weights[n] for n in ("base", *self.ctx.cfg.expert_names())])
 
     def trace(self, job) -> str:
         """A model's sums: its weights, the packed calibration of the benchmarks it is traced on, trace settings."""
         weights = self.weights[job.expert] if job.kind == "expert" else self.candidate(job.recipe)
         packs = [(b, self.calibration[b]) for b in job.benchmarks]
-        return digest(self.common, job.model, job.kind, weights, packs, self.ctx.cfg.trace.model_dump())
+        return digest(self.common, job.model, job.kind, weights, packs, self.ctx.cfg.trace.model_dump(),
+                      self.tracer_device, _dtype_made(self.ctx.cfg.trace.dtype, self.tracer_device))
 
     def backbone(self, recipe, card: str) -> str:
         return digest(self.candidate(recipe), self.ctx.cfg.max_shard_size, card)
@@ -199,5 +224,17 @@ class Keys:
 
     def rollouts(self, models: dict[str, str], runs, sampling: dict, engine: dict) -> str:
         """Episodes: each model's weights key, the suites (data files fingerprinted), sampling, the engine."""
-        suites = [(r.benchmark, r.suite, r.split, r.n, options_fingerprint(r.options)) for r in runs]
-        return digest(self.common, models, suites, sampling, engine)
+        suites = [(r.benchmark, r.suite, r.split, r.n, options_fingerprint(r.options), r.make_suite().resume_inputs())
+                  for r in runs]
+        return digest(self.common, models, suites, sampling, engine, self.engine_device,
+                      _dtype_made(engine.get("dtype", "auto"), self.engine_device))
+
+
+def _dtype_made(dtype: str, device: str) -> str:
+    """`fast` as this machine makes it concrete on a CPU (bf16 or not: another pool of numbers); on a GPU the
+    device kind stands for it (the driver may have no GPU to ask)."""
+    if dtype != "fast" or device != "cpu":
+        return dtype
+    from arm_ray.devices import fast_dtype
+
+    return fast_dtype("cpu")

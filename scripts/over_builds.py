@@ -1,10 +1,10 @@
 """One config on several builds of its pool: the headline numbers with their spread over builds.
 
-    python scripts/over_builds.py --config configs/smollm2.yaml --seeds 0 1 2 [--full 0]
+    python scripts/over_builds.py --config configs/smollm2.yaml --seeds 0 1 2 [--full 0 ...]
 
 A pool is one draw: its experts' SFT batches (and the run's sampling) come from a seed. For each seed this
 builds the pool the config's `prepare` names into `<out>_s<seed>` (cached by its inputs), runs ARM on it into
-`runs/<name>_s<seed>` (resumed if stopped) and reads the run's report.json. Seed `--full` evaluates every
+`runs/<name>_s<seed>` (resumed if stopped) and reads the run's report.json. The `--full` seeds evaluate every
 candidate on test (the best merge; what `arm_ray.analyze` needs); the others evaluate base, experts, the
 AOS-selected backbone and ARM only, and skip the role-agnostic traces, which saves about half the run.
 
@@ -31,7 +31,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/smollm2.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--full", type=int, default=0, help="the seed that evaluates every candidate on test")
+    ap.add_argument("--full", type=int, nargs="+", default=[0],
+                    help="the seeds that evaluate every candidate on test (default: the first seed 0)")
     ap.add_argument("--runs", default="runs")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -42,7 +43,7 @@ def main() -> int:
     where.mkdir(parents=True, exist_ok=True)
     builds = {}
     for seed in args.seeds:
-        one = build_config(cfg, seed, seed == args.full)
+        one = build_config(cfg, seed, seed in args.full)
         path = where / f"s{seed}.yaml"
         write_text(path, yaml.safe_dump(one, sort_keys=False))
         run_dir = Path(args.runs) / one["name"]

@@ -20,7 +20,7 @@ def test_shipped_configs_validate(name):
 def test_paper_config_shares_one_expert():
     cfg = load_config(ROOT / "configs" / "qwen3-8b-simia.yaml")
     assert cfg.expert_names() == ["tau", "office", "agentbench"]
-    assert cfg.in_domain == ["tau_bench", "tau_airline", "officebench", "webshop", "agentbench_os"]
+    assert cfg.in_domain == ["tau_retail", "tau_airline", "officebench", "webshop", "agentbench_os"]
     assert cfg.role_of("webshop") == "action" and cfg.role_of("tau_airline") == "tool_call"
     assert cfg.benchmarks["tau_airline"].options["user"]["kind"] == "endpoint"  # τ² with a served user model
 
@@ -161,3 +161,34 @@ def test_split_tracer_and_tensor_parallel_engine_validate(tmp_path):
     with pytest.raises(ConfigError, match=r"tensor_parallel_size: 4 GPUs per engine needs "
                                           r"resources.rollout_num_gpus: 4"):
         parse_config(cfg)
+
+
+def test_an_aggregate_reports_its_members_once(tmp_path):
+    cfg = with_suites(tmp_path, evaluation={})
+    for b in ("tau_bench", "officebench"):
+        cfg["benchmarks"][b]["aggregate"] = "joined"
+    got = parse_config(cfg)
+    assert got.units(got.evaluated) == {"joined": ["tau_bench", "officebench"], "agentbench_os": ["agentbench_os"]}
+    assert got.units(["agentbench_os"]) == {"agentbench_os": ["agentbench_os"]}
+
+
+@pytest.mark.parametrize("members,name,match", [
+    (["tau_bench", "officebench"], "agentbench_os", "benchmarks.tau_bench.aggregate: 'agentbench_os' is a benchmark's "
+     "name"),
+    (["officebench"], "joined", "benchmarks.officebench.aggregate: 'joined' joins only this benchmark"),
+    (["tau_bench", "dbbench"], "joined", "aggregate 'joined' joins tau_bench, dbbench, of which only some have an "
+     "expert"),
+])
+def test_bad_aggregates_are_named(tmp_path, members, name, match):
+    cfg = with_suites(tmp_path, evaluation={})
+    cfg["benchmarks"]["dbbench"] = {"suite": "sql"}
+    for b in members:
+        cfg["benchmarks"][b]["aggregate"] = name
+    with pytest.raises(ConfigError, match=match):
+        parse_config(cfg)
+
+
+def test_paper_config_reports_tau_bench_once():
+    cfg = load_config(ROOT / "configs" / "qwen3-8b-simia.yaml")
+    units = cfg.units(cfg.evaluated)
+    assert units["tau_bench"] == ["tau_retail", "tau_airline"] and len(units) == len(cfg.evaluated) - 1

@@ -46,3 +46,12 @@ def test_aos_and_selection_ties_go_to_first_listed():
     assert aos["g3"] == {"x": 0.0, "y": 0.0}
     assert selection.select(aos, ["g1", "g2", "g3"]) == "g1"
     assert selection.select(aos, ["g2", "g1", "g3"]) == "g2"
+
+
+def test_an_aggregate_counts_once_in_the_mean_aos():
+    aos = {"g1": {"r": 0.9, "a": 0.9, "s": 0.1}, "g2": {"r": 0.5, "a": 0.5, "s": 0.8}}
+    # per benchmark g1 wins (0.633 > 0.6); with r and a as one unit g2 does (0.65 > 0.5)
+    assert selection.select(aos, ["g1", "g2"]) == "g1"
+    groups = {"tau": ["r", "a"], "s": ["s"]}
+    assert selection.select(aos, ["g1", "g2"], groups) == "g2"
+    assert selection.mean_aos(aos["g2"], groups) == pytest.approx(0.65)

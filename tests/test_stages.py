@@ -1,6 +1,7 @@
 """Resume (`stages.py`): keys that change with every input a stage reads, and a run killed in each stage and
 resumed gives the files an uninterrupted run gives, reusing what the killed run finished."""
 
+import dataclasses
 import json
 import os
 import time
@@ -201,3 +202,63 @@ def test_a_run_without_rollouts_resumes_too(perturbed_pool, tmp_path):
         run(cfg, tmp_path / "run", progress=KillAt("transplant shards"))
     report = run(cfg, tmp_path / "run", resume=True)
     assert report["stages"] == {"trace": "reused", "backbone": "reused", "transplant": "computed"}
+
+
+def test_keys_see_the_merge_device_the_fast_dtype_and_arms_own_source(perturbed_pool, monkeypatch):
+    from arm_ray import stages
+    from arm_ray.prepare import prepare
+
+    cpu = parse_config(tiny_config(perturbed_pool))
+    gpu = parse_config(tiny_config(perturbed_pool, resources={**tiny_config(perturbed_pool)["resources"],
+                                                              "tracer_num_gpus": 1}))
+    ctx = prepare(cpu)
+    on_cpu, on_gpu = stages.Keys(ctx), stages.Keys(dataclasses.replace(ctx, cfg=gpu))
+    recipe = ctx.recipes[-1]  # dare_ties: its draws and blocks depend on the device kind
+    assert on_cpu.candidate(recipe) != on_gpu.candidate(recipe)
+    job = pipeline.trace_jobs(ctx)[0]
+    assert on_cpu.trace(job) != on_gpu.trace(job)
+    # `fast` is made concrete per machine: a CPU with bf16 and one without trace different numbers
+    fast = stages.Keys(dataclasses.replace(ctx, cfg=parse_config(tiny_config(
+        perturbed_pool, trace={"max_tokens_per_batch": 1024, "dtype": "fast"}))))
+    here, has_bf16 = fast.trace(job), stages._dtype_made("fast", "cpu") == "bfloat16"
+    monkeypatch.setattr("arm_ray.devices.cpu_has_bf16", lambda: not has_bf16)  # the other kind of CPU
+    assert fast.trace(job) != here
+    # an edit of arm-ray's source within one version is a new input
+    assert stages.versions()["arm-ray source"] == stages.source_digest()
+    monkeypatch.setattr(stages, "source_digest", lambda: "edited")
+    assert stages.Keys(ctx).candidate(recipe) != on_cpu.candidate(recipe)
+
+
+def test_an_endpoint_users_served_models_are_a_rollout_input(tmp_path):
+    import http.server
+    import threading
+
+    from arm_ray.benchmarks.tau2 import Tau2Retail
+
+    served = {"data": [{"id": "user-a", "root": "/m/a", "created": 1}]}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({**served, "data": [{**m, "created": time.time()} for m in served["data"]]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        user = {"kind": "endpoint", "base_url": f"http://127.0.0.1:{server.server_port}/v1", "model": "user-a"}
+        suite = Tau2Retail(user=user)
+        first = suite.resume_inputs()
+        assert first == suite.resume_inputs() == [{"id": "user-a", "root": "/m/a", "max_model_len": None,
+                                                    "owned_by": None}]  # `created` left out: it is the request's
+        served["data"] = [{"id": "user-a", "root": "/m/b"}]  # the same name, another model behind it
+        assert suite.resume_inputs() != first
+    finally:
+        server.shutdown()
+    with pytest.raises(ConfigError, match="does not list its models"):
+        suite.resume_inputs()

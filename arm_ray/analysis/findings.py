@@ -41,20 +41,36 @@ def arm_sets(expert_sets: Mapping[str, np.ndarray], backbone_sets: Mapping[str, 
 
 
 def moved(final: Mapping[str, np.ndarray]) -> int:
-    return int(sum(int(m.sum()) for m in final.values()))
+    """Neurons the ARM model takes from a donor: the union of the final T_b (a neuron one donor moves for two
+    benchmarks is one neuron; after conflict resolution no neuron has two donors)."""
+    if not final:
+        return 0
+    return int(np.logical_or.reduce(list(final.values())).sum())
 
 
 # -- 1. AOS predicts quality --------------------------------------------------------------------------------
 
 def aos_vs_quality(candidates: Sequence[dict], rows: list[dict], benchmarks: list[str], n_boot: int,
-                   seed: int) -> dict:
+                   seed: int, groups: dict[str, list[str]] | None = None) -> dict:
     """Mean AOS against test AVG over candidates ({name, eval_model, mean_aos}), Pearson and Spearman with
-    intervals that resample candidates and, within each, the test tasks (stratified, the same draw for all)."""
+    intervals that resample candidates and, within each, the test tasks (stratified, the same draw for all, so
+    every candidate must have been run on the same tasks). AVG over `groups`' units when given."""
+    first = candidates[0]
+    for c in candidates[1:]:
+        for b in benchmarks:
+            if intervals.task_ids(rows, "test", c["eval_model"], b) != intervals.task_ids(rows, "test",
+                                                                                       first["eval_model"], b):
+                raise ValueError(f"candidates {first['name']} and {c['name']} were not run on the same test tasks "
+                                 f"of {b}; the task bootstrap draws the same tasks for all")
     values = {c["name"]: intervals.per_task(rows, "test", c["eval_model"], benchmarks) for c in candidates}
-    counts = {b: len(v) for b, v in next(iter(values.values())).items()}
+    counts = {b: len(v) for b, v in values[first["name"]].items()}
     idx = intervals.resample(counts, n_boot, seed)
-    avg = np.array([intervals._means(values[c["name"]], None).mean() for c in candidates])
-    avg_boot = np.stack([intervals._means(values[c["name"]], idx).mean(axis=1) for c in candidates], axis=1)
+
+    def unit_means(name, draw):
+        return intervals._fold(intervals._means(values[name], draw), benchmarks, groups)
+
+    avg = np.array([unit_means(c["name"], None).mean() for c in candidates])
+    avg_boot = np.stack([unit_means(c["name"], idx).mean(axis=1) for c in candidates], axis=1)
     x = np.array([c["mean_aos"] for c in candidates])
     corr = stats.correlations(x, avg, avg_boot, n_boot, seed + 1)
     points = [{"name": c["name"], "mean_aos": float(x[i]), "avg": stats.percentile_interval(avg[i], avg_boot[:, i])}
@@ -70,12 +86,22 @@ def aos_vs_quality(candidates: Sequence[dict], rows: list[dict], benchmarks: lis
 def role_overlap(saliency: Saliency, experts: Mapping[str, str], roles: Mapping[str, str], k: float,
                  backbone: str | None = None) -> dict:
     """Cross-benchmark overlap of the experts' salient sets (each expert on its own benchmark) with each
-    benchmark's role against the role-agnostic `response`; the same for the backbone's sets when given."""
+    benchmark's role against the role-agnostic `response`; the same for the backbone's sets when given.
+
+    Benchmarks served by one expert would compare a model with itself: the headline (`role`, `response`) takes
+    one set per expert (the union of its benchmarks' sets), and those benchmarks' own pairs are reported apart
+    (`<label>_same_expert`: {"a|b": Jaccard}). None where fewer than two experts serve the benchmarks."""
     bench = list(experts)
-    out = {"k": k, "benchmarks": bench}
+    served: dict[str, list[str]] = {}
+    for b in bench:
+        served.setdefault(experts[b], []).append(b)
+    out = {"k": k, "benchmarks": bench, "experts": served}
     for label, role_of in (("role", roles.__getitem__), (RESPONSE, lambda b: RESPONSE)):
         sets = {b: salient_sets(saliency, experts[b], [b], role_of, k)[b] for b in bench}
-        out[label] = stats.pairwise_overlap(sets)
+        per_expert = {e: np.logical_or.reduce([sets[b] for b in bs]) for e, bs in served.items()}
+        out[label] = stats.pairwise_overlap(per_expert) if len(per_expert) > 1 else None
+        out[f"{label}_same_expert"] = {f"{a}|{b}": stats.jaccard(sets[a], sets[b])
+                                       for bs in served.values() for i, a in enumerate(bs) for b in bs[i + 1:]}
         if backbone is not None:
             out[f"backbone_{label}"] = stats.pairwise_overlap(salient_sets(saliency, backbone, bench, role_of, k))
     return out
@@ -97,10 +123,11 @@ def sweep_sets(saliency: Saliency, experts: Mapping[str, str], roles: Mapping[st
     return out
 
 
-def score(rows: list[dict], model: str, benchmarks: list[str], n_boot: int, seed: int) -> dict:
-    """AVG and WS over `benchmarks` with intervals, and each benchmark's score."""
+def score(rows: list[dict], model: str, benchmarks: list[str], n_boot: int, seed: int,
+          groups: dict[str, list[str]] | None = None) -> dict:
+    """AVG and WS over `benchmarks` (or `groups`' units) with intervals, and each benchmark's score."""
     values = intervals.per_task(rows, "test", model, benchmarks)
-    out = intervals.model_intervals(rows, [model], benchmarks, n_boot=n_boot, seed=seed)[model]
+    out = intervals.model_intervals(rows, [model], benchmarks, n_boot=n_boot, seed=seed, groups=groups)[model]
     return {**out, "per_benchmark": {b: float(v.mean()) for b, v in values.items()},
             "tasks": {b: len(v) for b, v in values.items()}}
 
@@ -108,32 +135,35 @@ def score(rows: list[dict], model: str, benchmarks: list[str], n_boot: int, seed
 # -- 4. ARM raises the worst suite -------------------------------------------------------------------------
 
 def arm_vs_backbone(rows: list[dict], in_domain: list[str], out_of_domain: list[str], n_boot: int,
-                    seed: int) -> dict:
-    """ARM - backbone paired by task, and each one's AVG and WS, over the in-domain and out-of-domain suites."""
+                    seed: int, units: Callable[[list[str]], dict[str, list[str]]] | None = None) -> dict:
+    """ARM - backbone paired by task, and each one's AVG and WS, over the in-domain and out-of-domain suites.
+    The paired WS is the difference on the backbone's worst suite on dev (`WS_suite`), where dev has them all."""
     out = {}
     for label, bench in (("in_domain", in_domain), ("out_of_domain", out_of_domain)):
         if not bench:
             out[label] = None
             continue
+        groups = units(bench) if units else None
+        worst = intervals.worst_suite(rows, "backbone", bench, groups=groups)
         out[label] = {"benchmarks": bench,
-                      "arm": score(rows, "arm", bench, n_boot, seed),
-                      "backbone": score(rows, "backbone", bench, n_boot, seed),
+                      "arm": score(rows, "arm", bench, n_boot, seed, groups),
+                      "backbone": score(rows, "backbone", bench, n_boot, seed, groups),
                       "difference": intervals.paired_difference(rows, "arm", "backbone", bench, n_boot=n_boot,
-                                                                seed=seed)}
+                                                                seed=seed, worst=worst, groups=groups)}
     return out
 
 
 # -- 5. role-agnostic ablation -----------------------------------------------------------------------------
 
 def role_agnostic_selection(saliency: Saliency, experts: Mapping[str, str], candidates: Sequence[str],
-                            k: float) -> dict:
+                            k: float, groups: Mapping[str, Sequence[str]] | None = None) -> dict:
     """AOS and the selected backbone when every benchmark's role is `response` (Eq. 4-5)."""
     bench = list(experts)
     expert_sets = {b: salient_sets(saliency, experts[b], [b], lambda _: RESPONSE, k)[b] for b in bench}
     cand_sets = {c: salient_sets(saliency, c, bench, lambda _: RESPONSE, k) for c in candidates}
     aos = selection.aos_table(cand_sets, expert_sets)
     return {"expert_sets": expert_sets, "candidate_sets": cand_sets, "aos": aos,
-            "selected": selection.select(aos, list(candidates))}
+            "selected": selection.select(aos, list(candidates), groups)}
 
 
 def compare_sets(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, dict]:
@@ -168,10 +198,13 @@ def draw(n_available: int, n: int | None, seed: int, salt: int) -> list[int]:
 
 
 def calibration_point(per_traj: Mapping[str, TraceResult], groups: Mapping[str, list[tuple[str, str]]],
-                      experts: Mapping[str, str], candidates: Sequence[str], weak: Sequence[dict],
-                      donors: Mapping[str, str], policy: str, k: float) -> dict:
+                      experts: Mapping[str, str], candidates: Sequence[str],
+                      weak_of: Callable[[str], Sequence[dict]], donors: Mapping[str, str], policy: str,
+                      k: float, units: Mapping[str, Sequence[str]] | None = None) -> dict:
     """Sets, AOS choice and T_b from a subset of trajectories, `groups` {benchmark: the subset's groups}, of each
-    model's per-trajectory trace (one group per trajectory and role)."""
+    model's per-trajectory trace (one group per trajectory and role). `weak_of(backbone)`: the weak benchmarks
+    with that backbone (a subset that picks another backbone gets that backbone's own diagnosis). `units`: the
+    reported units AOS is averaged over (an aggregate counts once)."""
     bench = list(experts)
 
     def sal(model: str, b: str) -> np.ndarray:
@@ -181,10 +214,11 @@ def calibration_point(per_traj: Mapping[str, TraceResult], groups: Mapping[str, 
     expert_sets = {b: selection.salient_set(sal(experts[b], b), k) for b in bench}
     cand_sets = {c: {b: selection.salient_set(sal(c, b), k) for b in bench} for c in candidates}
     aos = selection.aos_table(cand_sets, expert_sets)
-    chosen = selection.select(aos, list(candidates))
+    chosen = selection.select(aos, list(candidates), units)
+    weak = weak_of(chosen)
     final = arm_sets(expert_sets, cand_sets[chosen], weak, donors, policy)
     return {"expert_sets": expert_sets, "candidate_sets": cand_sets, "aos": aos, "selected": chosen,
-            "final": final}
+            "weak": [w["benchmark"] for w in weak], "final": final}
 
 
 def calibration_change(point: dict, full: dict) -> dict:

@@ -37,16 +37,17 @@ def sentences(s: dict) -> list[tuple[str, str, str, str]]:
                     f"{agree}; the highest-AOS "
                     f"candidate ({a['highest_aos']}) ranks {a['highest_aos_avg_rank']} of {a['n_points']} by AVG "
                     f"(best: {a['best_avg']})."))
-    if "role_overlap" in f:
+    if "role_overlap" in f and f["role_overlap"]["role"] is not None:
         o = f["role_overlap"]
-        role, resp = o["role"]["jaccard"], o["response"]["jaccard"]
-        out.append(("2. Role tracing separates benchmarks", "overlap 61 % (response) -> 41 % (role)",
-                    f"Jaccard {pct(resp)} % -> {pct(role)} %; shared {pct(o['response']['shared'])} % -> "
-                    f"{pct(o['role']['shared'])} %; {o['role']['n_pairs']} pairs, {o['role']['set_size']} "
-                    "neurons per set",
-                    f"Role-conditioned tracing {'lowers' if role < resp else 'does not lower'} the experts' "
-                    f"cross-benchmark overlap of top-{o['k']:g} sets from {pct(resp)} % to {pct(role)} % "
-                    f"(mean pairwise Jaccard over {o['role']['n_pairs']} pairs; paper 61 % -> 41 %)."))
+        role, resp = o["role"]["overlap_rate"], o["response"]["overlap_rate"]
+        out.append(("2. Role tracing separates benchmarks", "overlap rate 61 % (response) -> 41 % (role)",
+                    f"overlap rate {pct(resp)} % -> {pct(role)} %; mean pairwise Jaccard "
+                    f"{pct(o['response']['jaccard'])} % -> {pct(o['role']['jaccard'])} %; {o['role']['n_sets']} "
+                    f"experts' sets of {o['role']['set_size']} neurons",
+                    f"Role-conditioned tracing {'lowers' if role < resp else 'does not lower'} the share of the "
+                    f"experts' top-{o['k']:g} salient neurons that lie in two or more benchmarks' sets from "
+                    f"{pct(resp)} % to {pct(role)} % (paper 61 % -> 41 %, which gives no formula; ours: neurons in "
+                    "≥ 2 sets / neurons in any set)."))
     if "protection_sweep" in f:
         p = f["protection_sweep"]
         ks = p["ks"]
@@ -79,11 +80,13 @@ def sentences(s: dict) -> list[tuple[str, str, str, str]]:
                    f"({ci(ood['difference']['WS'], sign=True)})" if ood else "; no out-of-domain suite")
         tasks = ind["arm"]["tasks"]
         verb = "raises" if _supported(d) else "lowers" if _supported(d, -1) else "does not measurably change"
+        on = ind["difference"].get("WS_suite")
+        on_txt = f"on {on}, the backbone's worst suite on dev" if on else "WS(ARM) - WS(backbone), conservative bounds"
         out.append(("4. ARM raises the worst suite", "WS 19.1 -> 28.5 (6 suites)",
-                    f"in-domain WS {pct(ws_b)} -> {pct(ws_a)} ({ci(d, sign=True)} points){ood_txt}; "
+                    f"in-domain WS {pct(ws_b)} -> {pct(ws_a)} ({ci(d, sign=True)} points, {on_txt}){ood_txt}; "
                     f"{len(tasks)} in-domain suites x {min(tasks.values())} tasks, paired",
                     f"ARM {verb} the in-domain worst suite over its backbone ({pct(ws_b)} -> {pct(ws_a)}, "
-                    f"paired difference {ci(d, sign=True)} points; paper 19.1 -> 28.5)."))
+                    f"paired difference {ci(d, sign=True)} points {on_txt}; paper 19.1 -> 28.5)."))
     if "role_agnostic" in f:
         r = f["role_agnostic"]
         d = r["difference"]["AVG"]
@@ -109,8 +112,8 @@ def sentences(s: dict) -> list[tuple[str, str, str, str]]:
         keep = (f"from n = {n} trajectories per benchmark every seed keeps the AOS choice ({c['full_selected']})"
                 if n is not None else f"no size up to {c['sizes'][-1] if c['sizes'] else '-'} trajectories per "
                 f"benchmark keeps the AOS choice ({c['full_selected']}) for every seed")
-        eq_txt = (f", though from n = {eq} every choice scores inside its test AVG interval" if n is None and eq
-                  else "")
+        eq_txt = (f", though from n = {eq} no choice scores measurably below it (test AVG paired by task)"
+                  if n is None and eq else "")
         out.append(("6. Calibration size (open)", "not measured in the paper",
                     f"same choice from n = {n if n is not None else 'none'}, an equally good one from n = "
                     f"{eq if eq is not None else 'none'} (of {min(c['available'].values())}); {c['seeds']} seeds "
@@ -140,17 +143,25 @@ def markdown(s: dict) -> str:
                   for p in sorted(a["points"], key=lambda p: -p["mean_aos"])]
         lines += ["", f"Resamples where a correlation was defined: Pearson {a['n_valid']['pearson']}, Spearman "
                   f"{a['n_valid']['spearman']} of {a['n_boot']}.", ""]
-    if "role_overlap" in f:
+    if "role_overlap" in f and f["role_overlap"]["role"] is not None:
         o = f["role_overlap"]
         lines += ["## 2. Cross-benchmark overlap of salient sets", "", f"![overlap]({plots.get('role_overlap', '')})",
-                  "", "Jaccard: mean over benchmark pairs of |A ∩ B| / |A ∪ B|. Shared: mean over benchmarks of the "
-                  "share of a set that another benchmark's set also holds.", "",
-                  "| sets | role | Jaccard % | shared % |", "|---|---|---:|---:|"]
+                  "", "Overlap rate (the headline): neurons in two or more sets / neurons in any set (the paper "
+                  "gives no formula). Jaccard: mean over pairs of |A ∩ B| / |A ∪ B|. Shared: mean over sets of the "
+                  "share of a set that another set also holds. The experts' rows take one set per expert (the "
+                  "union of the benchmarks it serves); the backbone's rows one set per benchmark.", "",
+                  "| sets | role | overlap rate % | Jaccard % | shared % |", "|---|---|---:|---:|---:|"]
         for key, who, role in (("response", "experts", "response"), ("role", "experts", "each benchmark's"),
                                ("backbone_response", "backbone", "response"),
                                ("backbone_role", "backbone", "each benchmark's")):
-            if key in o:
-                lines.append(f"| {who} | {role} | {pct(o[key]['jaccard'])} | {pct(o[key]['shared'])} |")
+            if o.get(key):
+                lines.append(f"| {who} | {role} | {pct(o[key]['overlap_rate'])} | {pct(o[key]['jaccard'])} | "
+                             f"{pct(o[key]['shared'])} |")
+        same = {**{f"{k} (response)": v for k, v in o.get("response_same_expert", {}).items()},
+                **{f"{k} (role)": v for k, v in o.get("role_same_expert", {}).items()}}
+        if same:
+            lines += ["", "Benchmarks one expert serves (a model against itself, left out above): Jaccard "
+                      + ", ".join(f"{k} {pct(v)} %" for k, v in same.items()) + "."]
         lines.append("")
     if "protection_sweep" in f:
         p = f["protection_sweep"]
@@ -167,15 +178,18 @@ def markdown(s: dict) -> str:
         a = f["arm_vs_backbone"]
         lines += ["## 4. ARM against its backbone, paired by task", "",
                   f"![ARM vs backbone]({plots.get('arm_vs_backbone', '')})", "",
-                  "| suites | backbone WS % | ARM WS % | ARM − backbone WS (points) | AVG difference |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| suites | backbone WS % | ARM WS % | ARM − backbone WS (points) | WS taken on | AVG difference |",
+                  "|---|---:|---:|---:|---|---:|"]
         for part in ("in_domain", "out_of_domain"):
             if a.get(part):
                 x = a[part]
                 lines.append(f"| {part.replace('_', '-')} ({', '.join(x['benchmarks'])}) | {ci(x['backbone']['WS'])} "
                              f"| {ci(x['arm']['WS'])} | {ci(x['difference']['WS'], sign=True)} | "
+                             f"{x['difference'].get('WS_suite') or 'min of each (bounds)'} | "
                              f"{ci(x['difference']['AVG'], sign=True)} |")
-        lines.append("")
+        lines += ["", "The paired WS is the difference on the backbone's worst suite on dev, fixed before test "
+                  "(a percentile bootstrap of a minimum of means under-covers when suites are close); without dev "
+                  "on every suite, the range WS(ARM) − WS(backbone) spans over simultaneous intervals.", ""]
     if "role_agnostic" in f:
         r = f["role_agnostic"]
         lines += ["## 5. Role-agnostic ablation", "", f"![role-agnostic]({plots.get('role_agnostic', '')})", "",
@@ -196,13 +210,15 @@ def markdown(s: dict) -> str:
                   f"Trajectories available per benchmark: {c['available']}. Re-tracing every model once with one "
                   f"group per trajectory took {c['trace_seconds']:.0f} s for {c['traces']} models; the full set "
                   f"reproduces the run's saliency within {c['max_abs_diff_to_run_saliency']:.1e}.", "",
-                  "| n | seed | experts' Jaccard | candidates' Jaccard | choice | its test AVG % | T_b Jaccard "
-                  "| moved |",
-                  "|---:|---:|---:|---:|---|---:|---:|---:|"]
+                  "| n | seed | experts' Jaccard | candidates' Jaccard | choice | its test AVG % | minus the full "
+                  "choice, paired [95 % CI] | weak | T_b Jaccard | moved |",
+                  "|---:|---:|---:|---:|---|---:|---:|---|---:|---:|"]
         for p in c["points"]:
             tj = "—" if p["transplant_jaccard"] is None else f"{p['transplant_jaccard']:.2f}"
             sa = "—" if p["selected_avg"] is None else pct(p["selected_avg"])
+            vs = "—" if p.get("minus_full_choice") is None else ci(p["minus_full_choice"], sign=True)
             lines.append(f"| {p['n']} | {p['seed']} | {p['expert_jaccard']:.2f} | {p['candidate_jaccard']:.2f} | "
-                         f"{p['selected']}{'' if p['same_choice'] else ' (changed)'} | {sa} | {tj} | {p['moved']} |")
+                         f"{p['selected']}{'' if p['same_choice'] else ' (changed)'} | {sa} | {vs} | "
+                         f"{', '.join(p.get('weak', [])) or '—'} | {tj} | {p['moved']} |")
         lines.append("")
     return "\n".join(lines)

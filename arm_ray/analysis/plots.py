@@ -54,18 +54,19 @@ def aos_vs_quality(f: dict, path: Path) -> str:
 def role_overlap(f: dict, path: Path) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    layers = np.arange(len(f["role"]["jaccard_per_layer"]))
+    layers = np.arange(len(f["role"]["overlap_rate_per_layer"]))
     for key, label, style in (("response", "experts, role-agnostic (response)", "o--"),
                               ("role", "experts, role-conditioned", "o-"),
                               ("backbone_response", "backbone, role-agnostic", "s--"),
                               ("backbone_role", "backbone, role-conditioned", "s-")):
-        if key in f:
-            ax.plot(layers, PCT * np.array(f[key]["jaccard_per_layer"]), style,
-                    label=f"{label}: {PCT * f[key]['jaccard']:.0f} % overall")
+        if f.get(key):
+            ax.plot(layers, PCT * np.array(f[key]["overlap_rate_per_layer"]), style,
+                    label=f"{label}: {PCT * f[key]['overlap_rate']:.0f} % overall "
+                          f"(Jaccard {PCT * f[key]['jaccard']:.0f} %)")
     ax.set_xlabel("decoder layer")
-    ax.set_ylabel("mean pairwise Jaccard of salient sets (%)")
+    ax.set_ylabel("overlap rate: salient neurons in ≥ 2 sets (%)")
     n = f["role"]
-    ax.set_title(f"Cross-benchmark overlap of top-{f['k']:g} sets ({n['n_pairs']} benchmark pairs, "
+    ax.set_title(f"Cross-benchmark overlap of top-{f['k']:g} sets ({n['n_sets']} experts' sets, "
                  f"{n['set_size']} neurons per set)\npaper: 61 % (response) -> 41 % (role)", fontsize=10)
     ax.set_xticks(layers)
     ax.legend(fontsize=8)
@@ -110,7 +111,8 @@ def arm_vs_backbone(f: dict, path: Path) -> str:
             labels.append(b + (" (weak)" if b in f.get("weak", []) else ""))
             vals.append(diff[b])
             colors.append(color)
-        labels.append(f"WS {part.replace('_', '-')}")
+        on = diff.get("WS_suite")
+        labels.append(f"WS {part.replace('_', '-')}" + (f"\n(on {on})" if on else "\n(bounds)"))
         vals.append(diff["WS"])
         colors.append("black")
     x = np.arange(len(vals))
@@ -197,4 +199,5 @@ PLOTS = {"aos_vs_quality": aos_vs_quality, "role_overlap": role_overlap, "protec
 
 def write_all(out: Path, state: dict) -> dict[str, str]:
     """{finding: PNG file name} for every finding in `state`."""
-    return {name: PLOTS[name](f, out / f"{name}.png") for name, f in state["findings"].items() if name in PLOTS}
+    return {name: PLOTS[name](f, out / f"{name}.png") for name, f in state["findings"].items()
+            if name in PLOTS and not (name == "role_overlap" and f["role"] is None)}  # one expert: nothing to draw

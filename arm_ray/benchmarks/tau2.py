@@ -30,6 +30,7 @@ phone, which the scripted user cannot do.
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
@@ -172,6 +173,24 @@ class Tau2Suite(Suite):
     # -- users (tau2_users) --
     def make_user(self, task: Task):
         return make_user(self.options.user, self.tau2_task(task).user_scenario, self._generate)
+
+    def resume_inputs(self):
+        """An endpoint user: what the endpoint serves (its /models list), so a run resumed against a redeployed
+        endpoint rolls out again rather than mixing two user models."""
+        u = self.options.user
+        if u.kind != "endpoint":
+            return None
+        url = u.base_url.rstrip("/") + "/models"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=auth_headers(u)),
+                                        timeout=min(u.timeout_s, 10)) as r:
+                listed = json.loads(r.read().decode()).get("data", [])
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise ConfigError(f"options.user: endpoint {u.base_url} does not list its models ({url}: "
+                              f"{getattr(e, 'reason', e)})") from None
+        # `created` is the time of the request on some servers (vLLM): not part of what is served
+        return sorted(({k: m.get(k) for k in ("id", "root", "max_model_len", "owned_by")} for m in listed
+                       if isinstance(m, dict)), key=lambda m: str(m["id"]))
 
     def user_model(self) -> dict | None:
         u = self.options.user

@@ -1,11 +1,14 @@
 """Scores from eval rows, and the paper's summaries (Table 1 and Table 3).
 
-    score(m, b)      mean reward of model m over benchmark b's episodes
+    score(m, b)      mean over benchmark b's tasks of model m's mean reward on the task's trials (the unit the
+                     intervals resample; with one trial per task, the mean over episodes)
     BEST-of-N(b)     max over the N experts of score(expert, b): an oracle that picks the right expert
-    AVG(m)           mean over benchmarks of score(m, b)
-    WS(m)            min over benchmarks of score(m, b)
-    RHM(m)           harmonic mean over benchmarks of score(m, b) / BEST-of-N(b)
-RHM leaves out a benchmark on which BEST-of-N is 0 (nothing to normalise by)
+    score(m, u)      of a reported unit u: a benchmark, or an aggregate (config `aggregate:`, e.g. τ-bench's
+                     retail and airline) as the mean of its members' scores
+    AVG(m)           mean over units of score(m, u)
+    WS(m)            min over units of score(m, u)
+    RHM(m)           harmonic mean over units of score(m, u) / BEST-of-N(u)
+RHM leaves out a unit on which BEST-of-N is 0 (nothing to normalise by)
 and is 0 as soon as one normalised score is 0.
 """
 
@@ -28,9 +31,13 @@ def summarize(rows: list[dict], split: str) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for (model, bench), eps in groups.items():
         steps = sum(e["steps"] for e in eps)
+        trials: dict[str, list[float]] = defaultdict(list)
+        for e in eps:
+            trials[task_of(e["task_id"])].append(e["reward"])
         out[model][bench] = {
-            "score": sum(e["reward"] for e in eps) / len(eps),
+            "score": sum(sum(v) / len(v) for v in trials.values()) / len(trials),
             "episodes": len(eps),
+            "tasks": len(trials),
             "invalid_rate": sum(e["invalid_actions"] for e in eps) / steps if steps else 0.0,
             "limit_rate": sum(e["finish_reason"] == "limit" for e in eps) / len(eps),
             "error_rate": sum(e["finish_reason"] == "error" for e in eps) / len(eps),
@@ -74,11 +81,28 @@ def best_of_n(scores: dict[str, dict[str, float]], experts: list[str], benchmark
     return {b: max(scores[e][b] for e in experts) for b in benchmarks}
 
 
-def aggregates(row: dict[str, float], best: dict[str, float] | None, benchmarks: list[str]
-               ) -> dict[str, float | None]:
-    """AVG, WS and RHM of one row; RHM is None without BEST-of-N (experts not evaluated)."""
-    values = [row[b] for b in benchmarks]
-    normalised = [row[b] / best[b] for b in benchmarks if best[b] > 0] if best else []
+def units(benchmarks: list[str], aggregate_of: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """{reported unit: its benchmarks}, in benchmark order: a benchmark is its own unit unless `aggregate_of`
+    names its aggregate, whose unit takes the place of its first member."""
+    out: dict[str, list[str]] = {}
+    for b in benchmarks:
+        out.setdefault((aggregate_of or {}).get(b, b), []).append(b)
+    return out
+
+
+def unit_scores(row: dict[str, float], groups: dict[str, list[str]]) -> dict[str, float]:
+    return {u: sum(row[b] for b in bs) / len(bs) for u, bs in groups.items()}
+
+
+def aggregates(row: dict[str, float], best: dict[str, float] | None, benchmarks: list[str],
+               groups: dict[str, list[str]] | None = None) -> dict[str, float | None]:
+    """AVG, WS and RHM of one row over the units `groups` (default: each benchmark its own); RHM is None
+    without BEST-of-N (experts not evaluated)."""
+    groups = groups or units(benchmarks)
+    row = unit_scores(row, groups)
+    best = unit_scores(best, groups) if best else None
+    values = list(row.values())
+    normalised = [row[u] / best[u] for u in groups if best[u] > 0] if best else []
     if not normalised:
         rhm = None
     elif min(normalised) <= 0:
@@ -89,20 +113,25 @@ def aggregates(row: dict[str, float], best: dict[str, float] | None, benchmarks:
 
 
 def table(scores: dict[str, dict[str, float]], rows: list[tuple[str, str]], experts: list[str],
-          benchmarks: list[str]) -> tuple[list[dict], str]:
+          benchmarks: list[str], groups: dict[str, list[str]] | None = None) -> tuple[list[dict], str]:
     """The results table. `rows`: (label, model) in display order; the model BEST marks the oracle row.
+    `groups`: the reported units (`units`); an aggregate gets a column of its own after the benchmarks.
 
     Returns the rows as data and as Markdown: scores in percent, each cell of a
     non-oracle row followed by its relative change against the BEST-of-N row
     (when the experts were evaluated; otherwise there is no BEST-of-N and RHM is n/a).
     """
+    groups = groups or units(benchmarks)
+    joined = [u for u, bs in groups.items() if u not in benchmarks]
     best = best_of_n(scores, experts, benchmarks) if all(e in scores for e in experts) else None
-    columns = [*benchmarks, "AVG", "WS", "RHM"]
-    ref = {**best, **aggregates(best, best, benchmarks)} if best else {}
+    columns = [*benchmarks, *joined, "AVG", "WS", "RHM"]
+    ref = {**best, **unit_scores(best, groups), **aggregates(best, best, benchmarks, groups)} if best else {}
     data, lines = [], ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for label, model in rows:
         values = best if model == BEST else scores[model]
-        cells = {**{b: values[b] for b in benchmarks}, **aggregates(values, best, benchmarks)}
+        cells = {**{b: values[b] for b in benchmarks},
+                 **{u: v for u, v in unit_scores(values, groups).items() if u in joined},
+                 **aggregates(values, best, benchmarks, groups)}
         data.append({"label": label, "model": model, **cells})
         text = []
         for c in columns:

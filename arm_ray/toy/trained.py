@@ -24,11 +24,12 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from arm_ray import checkpoints
 from arm_ray.atomic import atomic_dir
+from arm_ray.devices import fast_dtype
 from arm_ray.experts.cache import is_built, pool_stamp, write_jsonl
 from arm_ray.experts.scoring import (
     evaluate,
@@ -83,6 +84,9 @@ class ToyPoolSpec:
     max_new_tokens: int = 160  # per assistant turn when scoring
     n_drills: int = 18000  # copy drills for the base (see copy_drills), packed drills_per_example at a time
     drills_per_example: int = 6
+    # autocast matmuls (float32 master weights) where the CPU computes bf16 (AMX, AVX512-BF16); None picks. On an
+    # AVX2 CPU, torch emulates bf16: a drill step took 6 s there against 0.4 s in float32 (arm_ray.devices)
+    bf16: bool | None = None
 
 
 PRESETS = {
@@ -112,13 +116,16 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
     from arm_ray.experts.sft import make_examples, train
 
     spec = ToyPoolSpec(**{**asdict(PRESETS[preset]), **overrides})
+    if spec.bf16 is None:  # made concrete before the cache key: a bf16 pool and a float32 one are two pools
+        spec = replace(spec, bf16=fast_dtype("cpu") == "bfloat16")
     out = Path(out)
     stamp = pool_stamp({"version": VERSION, **asdict(spec)})
     if is_built(out, stamp):
         return out
     # said aloud: a relative `out` run from another directory builds a second pool there
     log.info(f"[toy pool] building the {preset} pool in {out.resolve()} (relative paths are relative to the "
-             "working directory; about 17 minutes on 2 cores for `demo`, then cached)")
+             "working directory; about 17 minutes on 2 cores for `demo`, then cached); training in "
+             f"{'bf16 autocast' if spec.bf16 else 'float32'}")
     t0 = time.perf_counter()
     torch.set_num_threads(spec.threads)
     with atomic_dir(out, overwrite=True) as tmp:
@@ -140,7 +147,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
 
         bar, step = progress_bar(spec.base_steps, "base 2/3: world text")
         world = make_examples(tok, train_records, "world", spec.max_length) + drill_ex
-        train(base, world, spec.base_steps, spec.lr, spec.batch_tokens, spec.seed + 100, step)
+        train(base, world, spec.base_steps, spec.lr, spec.batch_tokens, spec.seed + 100, step, bf16=spec.bf16)
         bar.close()
         # phase 3: a generalist: a share of every suite's episodes (sql's too), drills replayed
         generalist = [r for name in OFFLINE_SUITES
@@ -148,7 +155,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
         sft = make_examples(tok, generalist, "assistant", spec.max_length)
         bar, step = progress_bar(spec.generalist_steps, "base 3/3: every suite")
         train(base, sft + _replay(drill_ex, len(sft), spec.expert_drill_share), spec.generalist_steps, spec.lr,
-              spec.batch_tokens, spec.seed + 200, step)
+              spec.batch_tokens, spec.seed + 200, step, bf16=spec.bf16)
         bar.close()
         copy_acc["base"] = copy_accuracy(base, held_out)
         save_model(base, tok, tmp / "base")
@@ -158,7 +165,7 @@ def build_trained_pool(out: str | Path, preset: str = "demo", **overrides) -> Pa
             sft = make_examples(tok, data[name, "train"], "assistant", spec.max_length)
             bar, step = progress_bar(spec.expert_steps[name], f"expert_{name}")
             train(expert, sft + _replay(drill_ex, len(sft), spec.expert_drill_share), spec.expert_steps[name],
-                  spec.expert_lr[name], spec.batch_tokens, spec.seed + 1 + i, step)
+                  spec.expert_lr[name], spec.batch_tokens, spec.seed + 1 + i, step, bf16=spec.bf16)
             bar.close()
             copy_acc[f"expert_{name}"] = copy_accuracy(expert, held_out)
             save_model(expert, tok, tmp / f"expert_{name}")
@@ -209,7 +216,7 @@ def _drilled_base(spec: ToyPoolSpec, train_records: list[dict], drills: list, ca
     from arm_ray.experts.sft import train
 
     keys = ("seed", "vocab_size", "shape", "n_train", "n_drills", "drills_per_example", "drill_steps", "lr",
-            "batch_tokens", "threads")
+            "batch_tokens", "threads", "bf16")
     key = pool_stamp({"version": DRILLS_VERSION, **{k: getattr(spec, k) for k in keys}})
     where = cache / f"drills-{key}"
     if not is_built(where, key):
@@ -223,7 +230,7 @@ def _drilled_base(spec: ToyPoolSpec, train_records: list[dict], drills: list, ca
                                                     dtype=torch.float32)
             bar, step = progress_bar(spec.drill_steps, "base 1/3: copy drills")
             train(base, drill_examples(tok, drills, spec.drills_per_example), spec.drill_steps, spec.lr,
-                  spec.batch_tokens, spec.seed, step)
+                  spec.batch_tokens, spec.seed, step, bf16=spec.bf16)
             bar.close()
             save_model(base, tok, tmp / "model")
             (tmp / "STAMP").write_text(key + "\n")

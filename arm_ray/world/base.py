@@ -118,6 +118,11 @@ class Suite:
     def close(self) -> None:
         """Release what the suite holds across episodes (servers, databases) once a run is done with it."""
 
+    def resume_inputs(self):
+        """What this suite's episodes depend on beyond its options (which the rollouts' resume key holds already),
+        as JSON-like data: τ²'s endpoint user gives the models its endpoint serves. None when nothing."""
+        return None
+
     def user_model(self) -> dict | None:
         """A language model this suite's environment talks to (τ²'s engine user), which the rollout side serves:
         {path, backend, engine, temperature, top_p, max_new_tokens}; None when there is none. Environments never

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from arm_ray import selection
-from arm_ray.analysis import findings
+from arm_ray.analysis import findings, stats
 from arm_ray.saliency import TraceResult
 
 
@@ -53,6 +53,8 @@ def test_arm_sets_protection_and_its_ablation():
     assert on["x"].tolist() == [[False, True, False, False]]  # neuron 0 is salient for y in the backbone
     assert off["x"].tolist() == [[True, True, False, False]]
     assert findings.moved(on) == 1 and findings.moved(off) == 2
+    # one donor moving a neuron for two benchmarks moves it once
+    assert findings.moved({"x": off["x"], "z": off["x"]}) == 2 and findings.moved({}) == 0
 
 
 def test_calibration_point_on_the_full_set_is_the_runs_selection():
@@ -66,11 +68,31 @@ def test_calibration_point_on_the_full_set_is_the_runs_selection():
 
     per = {"ex": result("ex", groups["x"]), "ey": result("ey", groups["y"]), "c1": result("c1", every),
            "c2": result("c2", every)}
-    p = findings.calibration_point(per, groups, {"x": "ex", "y": "ey"}, ["c1", "c2"], [], {"x": "ex", "y": "ey"},
-                                   "skip", 0.2)
+    asked = []
+    p = findings.calibration_point(per, groups, {"x": "ex", "y": "ey"}, ["c1", "c2"], lambda c: asked.append(c) or [],
+                                   {"x": "ex", "y": "ey"}, "skip", 0.2)
+    assert asked == [p["selected"]] and p["weak"] == []  # the weak list is the chosen backbone's own
     s_ex = per["ex"].sums[:, :2, :].mean(axis=1)
     assert np.array_equal(p["expert_sets"]["x"], selection.salient_set(s_ex, 0.2))
     assert p["selected"] == selection.select(p["aos"], ["c1", "c2"]) and p["final"] == {}
     change = findings.calibration_change(p, p)
     assert change["expert_jaccard"] == change["candidate_jaccard"] == 1.0 and change["same_choice"]
     assert change["transplant_jaccard"] is None  # no weak benchmark: nothing to compare
+
+
+def test_role_overlap_keeps_benchmarks_of_one_expert_apart():
+    rng = np.random.default_rng(3)
+    sal = {}
+    for model, bench in (("e1", "retail"), ("e1", "airline"), ("e2", "shell")):
+        for role in ("act", "response"):
+            sal[model, bench, role] = rng.random((2, 10)).astype(np.float32)
+    experts = {"retail": "e1", "airline": "e1", "shell": "e2"}
+    o = findings.role_overlap(sal, experts, {b: "act" for b in experts}, 0.3)
+    assert o["experts"] == {"e1": ["retail", "airline"], "e2": ["shell"]}
+    assert o["role"]["n_sets"] == 2 and set(o["role"]["pairs"]) == {"e1|e2"}  # one set per expert
+    sets = {b: selection.salient_set(sal[experts[b], b, "act"], 0.3) for b in experts}
+    assert o["role_same_expert"] == {"retail|airline": pytest.approx(stats.jaccard(sets["retail"], sets["airline"]))}
+    e1 = sets["retail"] | sets["airline"]
+    assert o["role"]["jaccard"] == pytest.approx(stats.jaccard(e1, sets["shell"]))
+    alone = findings.role_overlap(sal, {"retail": "e1", "airline": "e1"}, {"retail": "act", "airline": "act"}, 0.3)
+    assert alone["role"] is None  # one expert: no cross-expert overlap to state

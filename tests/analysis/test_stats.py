@@ -65,5 +65,18 @@ def test_pairwise_overlap_by_hand():
     # shared: a has 3 of 4 in b or c; b 4 of 4 (a or c); c 1 of 4
     assert o["shared"] == pytest.approx((3 / 4 + 1 + 1 / 4) / 3)
     assert o["n_pairs"] == 3 and o["set_size"] == 4
+    # overlap rate: of the 8 neurons in any set, 4 are in two (layer 0: 2 of 4, layer 1: 2 of 4)
+    assert o["overlap_rate"] == pytest.approx(0.5) and o["overlap_rate_per_layer"] == pytest.approx([0.5, 0.5])
     with pytest.raises(ValueError, match="two benchmarks"):
         stats.pairwise_overlap({"a": a})
+
+
+def test_overlap_rate_counts_shared_neurons_where_jaccard_does_not():
+    # three sets of 10, each pair sharing 5 different neurons: every neuron is in two sets, each pair's Jaccard 1/3
+    sets = {n: np.zeros((1, 15), bool) for n in "abc"}
+    sets["a"][0, 0:10] = sets["b"][0, 5:15] = True
+    sets["c"][0, 0:5] = sets["c"][0, 10:15] = True
+    o = stats.pairwise_overlap(sets)
+    assert o["overlap_rate"] == 1.0 and o["jaccard"] == pytest.approx(1 / 3)
+    disjoint = {"a": np.eye(2, dtype=bool), "b": ~np.eye(2, dtype=bool)}
+    assert stats.overlap_rate(disjoint) == 0.0

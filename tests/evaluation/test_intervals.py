@@ -54,3 +54,15 @@ def test_trials_of_a_task_are_resampled_as_one_task():
     data = rows("m", "a", [1.0, 0.0]) + rows("m", "b", [1.0, 1.0])
     data = [{**r, "benchmark": "a", "task_id": f"a-{r['benchmark']}#{r['task_id'][-1]}"} for r in data]
     assert model_intervals(data, ["m"], ["a"], n_boot=20000)["m"]["AVG"] == [0.75, 0.5, 1.0]
+
+
+def test_an_aggregate_is_one_unit_of_avg_and_ws():
+    # a and b joined: unit means (1 + 0) / 2 = 0.5 and c 0.25: AVG 0.375, WS 0.25
+    data = rows("m", "a", [1.0, 1.0]) + rows("m", "b", [0.0, 0.0]) + rows("m", "c", [0.0, 1.0, 0.0, 0.0])
+    groups = {"ab": ["a", "b"], "c": ["c"]}
+    r = model_intervals(data, ["m"], ["a", "b", "c"], groups=groups)["m"]
+    assert r["AVG"][0] == pytest.approx(0.375) and r["WS"][0] == pytest.approx(0.25)
+    other = rows("n", "a", [0.0, 1.0]) + rows("n", "b", [0.0, 0.0]) + rows("n", "c", [0.0, 1.0, 0.0, 0.0])
+    d = paired_difference(data + other, "m", "n", ["a", "b", "c"], groups=groups, worst="ab")
+    assert d["ab"][0] == pytest.approx(0.25) and d["WS"] == d["ab"] and d["WS_suite"] == "ab"
+    assert d["AVG"][0] == pytest.approx(0.125)

@@ -76,3 +76,24 @@ def test_rates_table_shows_environment_errors():
     data = rows("m", "a", [1.0, 0.0], steps=2) + rows("m", "a", [0.0, 0.0], finish="error", steps=1)
     md = metrics.rates_table(metrics.summarize(data, "test"), ["m"], ["a"])
     assert "a invalid / limit / error" in md and "| m | 0% / 0% / 50% |" in md
+
+
+def test_an_aggregate_counts_once_in_avg_ws_and_rhm():
+    groups = metrics.units(BENCH, {"a": "ab", "b": "ab"})
+    assert groups == {"ab": ["a", "b"], "c": ["c"]}
+    best = metrics.best_of_n(SCORES, ["e1", "e2"], BENCH)  # a 0.8, b 0.6, c 0.5: ab 0.7
+    agg = metrics.aggregates(SCORES["merged"], best, BENCH, groups)  # ab 0.35, c 0.25
+    assert agg["AVG"] == pytest.approx(0.30) and agg["WS"] == pytest.approx(0.25)
+    assert agg["RHM"] == pytest.approx(2 / (0.7 / 0.35 + 0.5 / 0.25))  # normalised 0.5 and 0.5
+    data, md = metrics.table(SCORES, [("merged", "merged")], ["e1", "e2"], BENCH, groups)
+    assert data[0]["ab"] == pytest.approx(0.35)
+    assert md.splitlines()[0] == "| model | a | b | c | ab | AVG | WS | RHM |"
+
+
+def test_score_is_the_mean_over_tasks_of_their_trials():
+    # task 0: trials 1, 1, 1; task 1: one trial, 0: 2 tasks -> 0.5 (over episodes it would be 0.75)
+    data = [{"model": "m", "benchmark": "a", "split": "test", "task_id": f"a-0#{t}", "reward": 1.0,
+             "invalid_actions": 0, "steps": 1, "finish_reason": "done"} for t in range(3)]
+    data += [{**data[0], "task_id": "a-1#0", "reward": 0.0}]
+    s = metrics.summarize(data, "test")["m"]["a"]
+    assert s["score"] == pytest.approx(0.5) and s["episodes"] == 4 and s["tasks"] == 2
