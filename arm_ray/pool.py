@@ -1,9 +1,10 @@
 """Step 1: candidate backbones from weight-space operators, merged tensor by tensor.
 
 An operator is a mergekit method by name (`linear`, `task_arithmetic`, `ties`,
-`dare_ties`, `model_stock`, `ram`, ...) or one of our own, named by a dotted
-string `package.module:function` taking (state_dicts, base, parameters) and
-returning a state dict. Parameters are checked against the method's own spec
+`dare_ties`, `model_stock`, `ram`, ...), one of ours registered by name
+(`ram_official`, `ramplus_official`: the RAM authors' rule, `arm_ray.ram`), or
+a dotted string `package.module:function` taking (state_dicts, base,
+parameters) and returning a state dict. Parameters are checked against the method's own spec
 before any weight is read.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from arm_ray import ram
 from arm_ray.errors import ConfigError
 from arm_ray.registry import is_dotted, resolve
 
@@ -55,7 +57,7 @@ def _of_type(value: Any, kind: type) -> bool:
 
 
 def uses_base(method: str) -> bool:
-    if _custom(method):
+    if _custom(method) or method in ram.METHODS:
         return True
     from mergekit.merge_methods.base import BasePolicy
 
@@ -65,6 +67,11 @@ def uses_base(method: str) -> bool:
 def validate(recipe: Recipe, n_experts: int, where: str) -> None:
     """Unknown method or parameter, a required parameter missing, too few inputs: a ConfigError naming `where`."""
     if _custom(recipe.method, f"{where}.method"):
+        return
+    if recipe.method in ram.METHODS:
+        ram.parameters(recipe.method, recipe.parameters, where)
+        if n_experts < 2:
+            raise ConfigError(f"{where}: {recipe.method} merges at least 2 experts, the pool has {n_experts}")
         return
     from mergekit.merge_methods.base import BasePolicy
 
@@ -171,6 +178,16 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
             yield from ((k, merged[k].contiguous()) for k in sorted(merged))
             return
         models = inputs(recipe, experts)
+        if recipe.method in ram.METHODS:  # element-wise, in blocks of rows, after a whole-model count (RAM+)
+            def blocks_of(name: str) -> list:
+                shape = shapes[name]
+                if len(shape) < 2 or not row_bytes:
+                    return [None]
+                step = rows_per_block(block_bytes(name) // (row_bytes(name) * len(models)))
+                return _blocks(shape, step) if shape[0] > step else [None]
+
+            yield from ram.stream(recipe.method, recipe.parameters, shapes, experts, read, BASE, blocks_of)
+            return
         blocked = by_blocks(recipe)
         for name in sorted(shapes):
             shape = shapes[name]

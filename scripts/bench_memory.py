@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 OPERATORS = [("average", "linear", {"weight": 1.0}), ("task_arithmetic", "task_arithmetic", {"weight": 0.5}),
              ("ties", "ties", {"weight": 1.0, "density": 0.5}), ("dare_ties", "dare_ties", {"weight": 1.0,
                                                                                             "density": 0.5}),
-             ("model_stock", "model_stock", {"filter_wise": False}), ("ram", "ram", {})]
+             ("model_stock", "model_stock", {"filter_wise": False}), ("ram", "ram", {}),
+             ("ram_official", "ram_official", {}), ("ramplus_official", "ramplus_official", {})]
 
 
 def rss() -> tuple[int, int]:
@@ -46,7 +47,7 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
     import transformers  # noqa: F401  (imported before the baseline is read)
     from mergekit.merge_methods import merge_state_dicts
 
-    from arm_ray import checkpoints, pool
+    from arm_ray import checkpoints, pool, ram
     from arm_ray.roles.spans import Encoded
     from arm_ray.saliency import pack_trajectories
     from arm_ray.tracing import Sources, TraceJob, Worker, instantiate
@@ -87,9 +88,10 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
                 inputs = {e: held[e] for e in experts}
                 use_base = pool.uses_base(job.recipe.method)
                 torch.manual_seed(0)
-                sd = merge_state_dicts({pool.BASE: held[pool.BASE], **inputs} if use_base else inputs,
-                                       job.recipe.method, base=pool.BASE if use_base else None,
-                                       parameters=dict(job.recipe.parameters), out_dtype=torch.bfloat16)
+                sd = pool.build(job.recipe, inputs, held[pool.BASE]) if job.recipe.method in ram.METHODS else \
+                    merge_state_dicts({pool.BASE: held[pool.BASE], **inputs} if use_base else inputs,
+                                      job.recipe.method, base=pool.BASE if use_base else None,
+                                      parameters=dict(job.recipe.parameters), out_dtype=torch.bfloat16)
             model = instantiate(str(base.path), sd, "cpu", "bfloat16")
             del model, sd
         out["jobs"][job.model] = {"peak": rss()[1], "seconds": time.perf_counter() - t0}
