@@ -2,7 +2,8 @@
 
 An operator is a mergekit method by name (`linear`, `task_arithmetic`, `ties`,
 `dare_ties`, `model_stock`, `ram`, ...), one of ours registered by name
-(`ram_official`, `ramplus_official`: the RAM authors' rule, `arm_ray.ram`), or
+(`ram_official`, `ramplus_official`: the RAM authors' rule, `arm_ray.ram`;
+`widen`: WIDEN as its authors' code, `arm_ray.widen`), or
 a dotted string `package.module:function` taking (state_dicts, base,
 parameters) and returning a state dict. Parameters are checked against the method's own spec
 before any weight is read.
@@ -11,12 +12,12 @@ before any weight is read.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from arm_ray import ram
 from arm_ray.errors import ConfigError
 from arm_ray.registry import is_dotted, resolve
 
@@ -29,6 +30,15 @@ class Recipe:
     method: str
     parameters: dict[str, Any] = field(default_factory=dict)
     seed: int = 0  # DARE and other random operators draw from it
+
+
+# our own methods, registered by name: a module with DEFAULTS, parameters(method, given, where) and stream(...),
+# imported when a recipe uses it
+OWN = {"ram_official": "arm_ray.ram", "ramplus_official": "arm_ray.ram", "widen": "arm_ray.widen"}
+
+
+def _own(method: str):
+    return importlib.import_module(OWN[method]) if method in OWN else None
 
 
 def _custom(method: str, where: str = "operator") -> Callable | None:
@@ -57,7 +67,7 @@ def _of_type(value: Any, kind: type) -> bool:
 
 
 def uses_base(method: str) -> bool:
-    if _custom(method) or method in ram.METHODS:
+    if _custom(method) or method in OWN:
         return True
     from mergekit.merge_methods.base import BasePolicy
 
@@ -68,8 +78,8 @@ def validate(recipe: Recipe, n_experts: int, where: str) -> None:
     """Unknown method or parameter, a required parameter missing, too few inputs: a ConfigError naming `where`."""
     if _custom(recipe.method, f"{where}.method"):
         return
-    if recipe.method in ram.METHODS:
-        ram.parameters(recipe.method, recipe.parameters, where)
+    if recipe.method in OWN:
+        _own(recipe.method).parameters(recipe.method, recipe.parameters, where)
         if n_experts < 2:
             raise ConfigError(f"{where}: {recipe.method} merges at least 2 experts, the pool has {n_experts}")
         return
@@ -178,7 +188,8 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
             yield from ((k, merged[k].contiguous()) for k in sorted(merged))
             return
         models = inputs(recipe, experts)
-        if recipe.method in ram.METHODS:  # element-wise, in blocks of rows, after a whole-model count (RAM+)
+        own = _own(recipe.method)
+        if own:  # RAM's: element-wise in blocks of rows (after a whole-model count); WIDEN's: whole tensors
             def blocks_of(name: str) -> list:
                 shape = shapes[name]
                 if len(shape) < 2 or not row_bytes:
@@ -186,7 +197,7 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
                 step = rows_per_block(block_bytes(name) // (row_bytes(name) * len(models)))
                 return _blocks(shape, step) if shape[0] > step else [None]
 
-            yield from ram.stream(recipe.method, recipe.parameters, shapes, experts, read, BASE, blocks_of)
+            yield from own.stream(recipe.method, recipe.parameters, shapes, experts, read, BASE, blocks_of)
             return
         blocked = by_blocks(recipe)
         for name in sorted(shapes):

@@ -28,7 +28,7 @@ OPERATORS = [("average", "linear", {"weight": 1.0}), ("task_arithmetic", "task_a
              ("ties", "ties", {"weight": 1.0, "density": 0.5}), ("dare_ties", "dare_ties", {"weight": 1.0,
                                                                                             "density": 0.5}),
              ("model_stock", "model_stock", {"filter_wise": False}), ("ram", "ram", {}),
-             ("ram_official", "ram_official", {}), ("ramplus_official", "ramplus_official", {})]
+             ("ram_official", "ram_official", {}), ("ramplus_official", "ramplus_official", {}), ("widen", "widen", {})]
 
 
 def rss() -> tuple[int, int]:
@@ -47,7 +47,7 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
     import transformers  # noqa: F401  (imported before the baseline is read)
     from mergekit.merge_methods import merge_state_dicts
 
-    from arm_ray import checkpoints, pool, ram
+    from arm_ray import checkpoints, pool
     from arm_ray.roles.spans import Encoded
     from arm_ray.saliency import pack_trajectories
     from arm_ray.tracing import Sources, TraceJob, Worker, instantiate
@@ -88,7 +88,7 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
                 inputs = {e: held[e] for e in experts}
                 use_base = pool.uses_base(job.recipe.method)
                 torch.manual_seed(0)
-                sd = pool.build(job.recipe, inputs, held[pool.BASE]) if job.recipe.method in ram.METHODS else \
+                sd = pool.build(job.recipe, inputs, held[pool.BASE]) if job.recipe.method in pool.OWN else \
                     merge_state_dicts({pool.BASE: held[pool.BASE], **inputs} if use_base else inputs,
                                       job.recipe.method, base=pool.BASE if use_base else None,
                                       parameters=dict(job.recipe.parameters), out_dtype=torch.bfloat16)
