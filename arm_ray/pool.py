@@ -41,6 +41,22 @@ def _own(method: str):
     return importlib.import_module(OWN[method]) if method in OWN else None
 
 
+def own_parameters(recipe: Recipe, where: str) -> dict[str, float]:
+    """An own method's parameters, defaults filled in; a ConfigError naming `where` for a wrong one."""
+    own = _own(recipe.method)
+    out = dict(own.DEFAULTS[recipe.method])
+    for k, v in recipe.parameters.items():
+        if k not in out:
+            raise ConfigError(f"{where}.parameters.{k}: unknown parameter for {recipe.method}; expected one of "
+                              f"{', '.join(out)}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}.parameters.{k}: {recipe.method} takes a number, got {v!r}")
+        out[k] = float(v)
+    if hasattr(own, "check"):
+        own.check(out, where)
+    return out
+
+
 def _custom(method: str, where: str = "operator") -> Callable | None:
     """Our own operator named by a dotted string (see examples/custom_operator.py), or None for mergekit's."""
     return resolve(method, where) if is_dotted(method) else None
@@ -79,7 +95,7 @@ def validate(recipe: Recipe, n_experts: int, where: str) -> None:
     if _custom(recipe.method, f"{where}.method"):
         return
     if recipe.method in OWN:
-        _own(recipe.method).parameters(recipe.method, recipe.parameters, where)
+        own_parameters(recipe, where)
         if n_experts < 2:
             raise ConfigError(f"{where}: {recipe.method} merges at least 2 experts, the pool has {n_experts}")
         return
@@ -197,7 +213,8 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
                 step = rows_per_block(block_bytes(name) // (row_bytes(name) * len(models)))
                 return _blocks(shape, step) if shape[0] > step else [None]
 
-            yield from own.stream(recipe.method, recipe.parameters, shapes, experts, read, BASE, blocks_of)
+            params = own_parameters(recipe, f"operator {recipe.name}")
+            yield from own.stream(recipe.method, params, shapes, experts, read, BASE, blocks_of)
             return
         blocked = by_blocks(recipe)
         for name in sorted(shapes):

@@ -31,22 +31,13 @@ METHODS = frozenset(DEFAULTS)
 Read = Callable[[str, str, "tuple[int, int] | None"], torch.Tensor]
 
 
-def parameters(method: str, given: Mapping, where: str) -> dict[str, float]:
-    """The method's parameters with defaults filled in; a ConfigError naming `where` for a wrong one."""
-    out = dict(DEFAULTS[method])
-    for k, v in given.items():
-        if k not in out:
-            raise ConfigError(f"{where}.parameters.{k}: unknown parameter for {method}; expected one of "
-                              f"{', '.join(out)}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{where}.parameters.{k}: {method} takes a number, got {v!r}")
-        out[k] = float(v)
-    if out["threshold"] < 0:
-        raise ConfigError(f"{where}.parameters.threshold: must be >= 0, got {out['threshold']:g}")
-    if out["r"] < 1:
+def check(p: Mapping[str, float], where: str) -> None:
+    """What pool's check of names and types leaves: the ranges."""
+    if p["threshold"] < 0:
+        raise ConfigError(f"{where}.parameters.threshold: must be >= 0, got {p['threshold']:g}")
+    if p["r"] < 1:
         raise ConfigError(f"{where}.parameters.r: must be >= 1 (1 is RAM, more rescales unshared updates), got "
-                          f"{out['r']:g}")
-    return out
+                          f"{p['r']:g}")
 
 
 def _deltas(base: torch.Tensor, experts: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -90,8 +81,9 @@ def merge_block(base: torch.Tensor, experts: Sequence[torch.Tensor], lambdas: Se
 
 def stream(method: str, params: Mapping, shapes: Mapping[str, tuple[int, ...]], experts: Sequence[str], read: Read,
            base: str, blocks_of: Callable[[str], list]) -> Iterator[tuple[str, torch.Tensor]]:
-    """The candidate's tensors in name order; `blocks_of(name)`: its row blocks ([None]: the whole tensor)."""
-    p = parameters(method, params, f"operator {method}")
+    """The candidate's tensors in name order; `params`: checked, defaults filled (pool); `blocks_of(name)`: its row
+    blocks ([None]: the whole tensor)."""
+    p = params
     names = sorted(shapes)
     rho = overlap_ratios(names, experts, blocks_of, read, base, p["threshold"]) if p["r"] != 1 else [0.0] * len(experts)
     lambdas = scales(rho, p["r"])

@@ -20,23 +20,9 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from arm_ray.errors import ConfigError
-
 DEFAULTS = {"widen": {"above_average_value_ratio": 1.0, "score_calibration_value": 1.0}}
 METHODS = frozenset(DEFAULTS)
 EMBEDDING = "embed_tokens.weight"  # transposed as the authors do (their code names model.embed_tokens.weight)
-
-
-def parameters(method: str, given: Mapping, where: str) -> dict[str, float]:
-    out = dict(DEFAULTS[method])
-    for k, v in given.items():
-        if k not in out:
-            raise ConfigError(f"{where}.parameters.{k}: unknown parameter for {method}; expected one of "
-                              f"{', '.join(out)}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{where}.parameters.{k}: {method} takes a number, got {v!r}")
-        out[k] = float(v)
-    return out
 
 
 def rank(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +65,7 @@ def merge_vector(base: torch.Tensor, experts: Sequence[torch.Tensor], ratio: flo
 
 def stream(method: str, params: Mapping, shapes: Mapping[str, tuple[int, ...]], experts: Sequence[str],
            read: Callable, base: str, blocks_of: Callable | None = None) -> Iterator[tuple[str, torch.Tensor]]:
-    p = parameters(method, params, f"operator {method}")
+    p = params  # checked, defaults filled (pool)
     ratio, calibration = p["above_average_value_ratio"], p["score_calibration_value"]
     for name in sorted(shapes):
         b, es = read(base, name, None), [read(e, name, None) for e in experts]
