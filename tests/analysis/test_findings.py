@@ -25,6 +25,26 @@ def test_aos_vs_quality_points_and_correlations():
     assert f["spearman"][0] == pytest.approx(1.0)
     assert f["highest_aos"] == "sel" and f["best_avg"] == "sel" and f["highest_aos_avg_rank"] == 1
     assert f["n_points"] == 3 and f["tasks"] == {"x": 2, "y": 2}
+    # a candidate run on other tasks cannot share the others' task draws: refused, naming it
+    short = rows + rows_of("c", {"x": [1], "y": [1, 0]})
+    with pytest.raises(ValueError, match="candidates a and c were not run on the same test tasks of x"):
+        findings.aos_vs_quality(cands + [{"name": "c", "eval_model": "c", "mean_aos": 0.1}], short, ["x", "y"],
+                                n_boot=20, seed=0)
+
+
+def test_the_k_curve_verdict_comes_from_intervals():
+    from arm_ray.analysis.markdown import sentences
+
+    def state(top):  # protected falls less than unprotected (points), and the paired difference at k = 0.2
+        pts = [{"k": k, "protect": pr, "moved": 10 if pr else 12, "AVG": [a, a - 0.1, a + 0.1], "tasks": {"x": 40}}
+               for k, pr, a in ((0.1, True, 0.50), (0.2, True, 0.49), (0.1, False, 0.50), (0.2, False, 0.47))]
+        diff = {"0.1": {"AVG": [0.0, -0.02, 0.02]}, "0.2": {"AVG": top}}
+        return {"k": 0.1, "findings": {"protection_sweep": {"ks": [0.1, 0.2], "points": pts, "traces": 0,
+                                                            "protected_minus_unprotected": diff}}}
+
+    unsure = sentences(state([0.02, -0.01, 0.05]))[0][3]
+    assert "does not measurably flatten" in unsure  # 1 point less of a fall, an interval across 0
+    assert "Protection flattens" in sentences(state([0.02, 0.01, 0.05]))[0][3]
 
 
 def test_subset_saliency_is_the_mean_over_trajectories_with_role_tokens():
@@ -72,11 +92,36 @@ def test_calibration_point_on_the_full_set_is_the_runs_selection():
     p = findings.calibration_point(per, groups, {"x": "ex", "y": "ey"}, ["c1", "c2"], lambda c: asked.append(c) or [],
                                    {"x": "ex", "y": "ey"}, "skip", 0.2)
     assert asked == [p["selected"]] and p["weak"] == []  # the weak list is the chosen backbone's own
-    s_ex = per["ex"].sums[:, :2, :].mean(axis=1)
-    assert np.array_equal(p["expert_sets"]["x"], selection.salient_set(s_ex, 0.2))
-    assert p["selected"] == selection.select(p["aos"], ["c1", "c2"]) and p["final"] == {}
-    change = findings.calibration_change(p, p)
-    assert change["expert_jaccard"] == change["candidate_jaccard"] == 1.0 and change["same_choice"]
+    # by hand: each layer's 4 largest of 20 (k = 0.2; random floats do not tie), as sets of (layer, neuron)
+    def top(s):
+        return {(layer, int(j)) for layer in range(s.shape[0]) for j in np.argsort(-s[layer])[:4]}
+
+    def mean_over(r, idx):
+        return r.sums[:, idx, :].mean(axis=1)
+
+    def jac(a, b):
+        return len(a & b) / len(a | b)
+
+    def mask(cells):
+        m = np.zeros((2, 20), bool)
+        for layer, j in cells:
+            m[layer, j] = True
+        return m
+
+    ex, ey = top(mean_over(per["ex"], [0, 1])), top(mean_over(per["ey"], [0, 1]))
+    assert np.array_equal(p["expert_sets"]["x"], mask(ex)) and np.array_equal(p["expert_sets"]["y"], mask(ey))
+    aos = {c: (jac(top(mean_over(per[c], [0, 1])), ex) + jac(top(mean_over(per[c], [2, 3])), ey)) / 2
+           for c in ("c1", "c2")}
+    assert p["selected"] == max(aos, key=aos.get) and p["final"] == {}
+    # one trajectory per benchmark against the full data: the Jaccards of those sets, counted here
+    sub = findings.calibration_point(per, {"x": groups["x"][:1], "y": groups["y"][1:]}, {"x": "ex", "y": "ey"},
+                                     ["c1", "c2"], lambda c: [], {"x": "ex", "y": "ey"}, "skip", 0.2)
+    change = findings.calibration_change(sub, p)
+    assert change["expert_jaccard"] == pytest.approx((jac(top(mean_over(per["ex"], [0])), ex)
+                                                      + jac(top(mean_over(per["ey"], [1])), ey)) / 2)
+    cand = [jac(top(mean_over(per[c], [i])), top(mean_over(per[c], pair)))
+            for c in ("c1", "c2") for i, pair in ((0, [0, 1]), (3, [2, 3]))]
+    assert change["candidate_jaccard"] == pytest.approx(np.mean(cand))
     assert change["transplant_jaccard"] is None  # no weak benchmark: nothing to compare
 
 
