@@ -28,6 +28,9 @@ class TracerActor(Placed):
     def write_candidate(self, recipe, out: str, max_shard_bytes: int, readme: str | None, overwrite: bool) -> None:
         self.worker.write_candidate(recipe, out, max_shard_bytes, readme, overwrite)
 
+    def importance(self, packed: Mapping[str, Packed], out: str) -> None:
+        self.worker.importance(packed, out)
+
 
 class RayTracing:
     """The pipeline's tracing backend (`arm_ray.tracing.TracingBackend`) on Ray: N tracer actors."""
@@ -49,6 +52,9 @@ class RayTracing:
 
     def write_candidate(self, recipe, out, max_shard_bytes, readme, overwrite=False) -> None:
         self.group.call_one("write_candidate", recipe, out, max_shard_bytes, readme, overwrite)
+
+    def importance(self, packed, out) -> None:
+        self.group.call_one("importance", dict(packed), out)
 
     def placement(self) -> list[dict]:
         return self.group.placement()

@@ -34,6 +34,7 @@ from arm_ray.errors import ConfigError
 from arm_ray.evaluation import intervals, metrics
 from arm_ray.rollout import results as eval_results
 from arm_ray.saliency import pack_trajectories, read_saliency
+from arm_ray.stages import STORE
 from arm_ray.tracing import TraceJob
 
 log = logging.getLogger("arm_ray.analyze")
@@ -297,6 +298,13 @@ def analyze(run_dir: Path, opts: Options, tracing_factory: Callable, rollouts_fa
     cfg, rep, want = run.cfg, run.report, set(opts.findings)
     lab = Lab(run, ctx, pipeline.Lazy(tracing_factory, ctx), pipeline.Lazy(rollouts_factory, cfg),
               progress or tqdm, run_dir / ".work" / "analysis")
+    if any(r.aim is not None for r in ctx.recipes):  # AIM candidates read the base importance the run measured
+        stored = run_dir / STORE / pipeline.IMPORTANCE
+        if not stored.is_file():  # a run from before AIM was stored, or a damaged store: measured again
+            stored = lab.work / pipeline.IMPORTANCE
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            lab.tracing.get().importance(ctx.packed, str(stored))
+        pipeline.attach_importance(ctx, stored)
     selected, k, seed = rep["selected"], cfg.k, cfg.seed
     out: dict = {"run": str(run_dir), "name": cfg.name, "k": k, "selected": selected, "findings": {}}
     f = out["findings"]
@@ -305,7 +313,7 @@ def analyze(run_dir: Path, opts: Options, tracing_factory: Callable, rollouts_fa
             cands = [{"name": c["name"], "mean_aos": c["mean_aos"],
                       "eval_model": "backbone" if c["name"] == selected else c["name"]} for c in rep["candidates"]]
             f["aos_vs_quality"] = findings.aos_vs_quality(cands, run.rows, cfg.evaluated, opts.n_boot, seed,
-                                                          cfg.units(cfg.evaluated))
+                                                          metrics.units(cfg.evaluated, cfg.aggregate_of))
     if 2 in want:
         with stage(clock, "2 role overlap"):
             f["role_overlap"] = findings.role_overlap(run.saliency, run.experts, run.roles, k, selected)
@@ -331,7 +339,7 @@ def analyze(run_dir: Path, opts: Options, tracing_factory: Callable, rollouts_fa
             rows = lab.evaluate(specs, cfg.evaluated)
     if 3 in want:
         with stage(clock, "3 k-sweep"):
-            units = cfg.units(cfg.in_domain)
+            units = metrics.units(cfg.in_domain, cfg.aggregate_of)
             f["protection_sweep"] = sweep_result(sweep, rows, cfg.in_domain, opts, seed,
                                                  intervals.worst_suite(run.rows, "backbone", cfg.in_domain,
                                                                        groups=units), units)
@@ -381,7 +389,7 @@ def role_agnostic(lab: Lab, opts: Options) -> dict:
     T_b from `response` sets. Returns the plan and the Spec of its ARM model."""
     run, cfg = lab.run, lab.run.cfg
     sel = findings.role_agnostic_selection(run.saliency, run.experts, run.candidates, cfg.k,
-                                           cfg.units(cfg.in_domain))
+                                           metrics.units(cfg.in_domain, cfg.aggregate_of))
     chosen = sel["selected"]
     weak = lab.weak_for(chosen)
     final = findings.arm_sets(sel["expert_sets"], sel["candidate_sets"][chosen], weak, cfg.donors(),
@@ -391,9 +399,10 @@ def role_agnostic(lab: Lab, opts: Options) -> dict:
 
 def role_agnostic_result(ablation: dict, run: Run, rows: list[dict], opts: Options, seed: int) -> dict:
     bench, cfg = run.cfg.evaluated, run.cfg
-    units = cfg.units(bench)
+    units = metrics.units(bench, cfg.aggregate_of)
     worst = intervals.worst_suite(run.rows, "backbone", bench, groups=units)
-    mean_aos = {c: selection.mean_aos(v, cfg.units(cfg.in_domain)) for c, v in ablation["aos"].items()}
+    in_units = metrics.units(cfg.in_domain, cfg.aggregate_of)
+    mean_aos = {c: selection.mean_aos(v, in_units) for c, v in ablation["aos"].items()}
     res = {"selected": ablation["selected"], "run_selected": run.report["selected"],
            "mean_aos": mean_aos, "weak": [w["benchmark"] for w in ablation["weak"]],
            "moved": findings.moved(ablation["final"]), "run_moved": findings.moved(run.final()),
@@ -431,7 +440,7 @@ def calibration_size(lab: Lab, opts: Options) -> dict:
     per_traj = lab.trace(jobs, packed)
     trace_s = time.perf_counter() - t0
     args = (run.experts, run.candidates, lab.weak_for, cfg.donors(), cfg.conflict_policy, cfg.k,
-            cfg.units(cfg.in_domain))
+            metrics.units(cfg.in_domain, cfg.aggregate_of))
     full = findings.calibration_point(per_traj, groups, *args)
     # the per-trajectory sums over all trajectories give back the run's own saliency (a check of the method)
     drift = max(float(np.max(np.abs(findings.subset_saliency(per_traj[c], [per_traj[c].groups.index(g)
@@ -468,7 +477,7 @@ def calibration_size(lab: Lab, opts: Options) -> dict:
     n = smallest if smallest is not None else equivalent
     if n is not None and run.report["weak"]:
         point = next(p for p in points if p["n"] == n and p["seed"] == 0)
-        name, units = f"calibration_n{n}_arm", cfg.units(cfg.evaluated)
+        name, units = f"calibration_n{n}_arm", metrics.units(cfg.evaluated, cfg.aggregate_of)
         rows = lab.evaluate({name: Spec.of(point["selected"], point["final"])}, cfg.evaluated)
         rows += [r for r in run.rows if r["model"] == "arm" and r["split"] == "test"]
         result["smallest_arm"] = {"model": name, "n": n, "backbone": point["selected"],
@@ -499,12 +508,12 @@ def candidate_model(run: Run, candidate: str) -> str:
 def candidate_avgs(run: Run, n_boot: int) -> dict[str, list[float]]:
     """Each candidate's test AVG [estimate, low, high] from the run's rows (those it rolled out)."""
     tested = {r["model"] for r in run.rows if r["split"] == "test"}
-    out = {}
+    out, units = {}, metrics.units(run.cfg.evaluated, run.cfg.aggregate_of)
     for c in run.candidates:
         model = candidate_model(run, c)
         if model in tested:
             out[c] = intervals.model_intervals(run.rows, [model], run.cfg.evaluated, n_boot=n_boot,
-                                               seed=run.cfg.seed, groups=run.cfg.units(run.cfg.evaluated))[model]["AVG"]
+                                               seed=run.cfg.seed, groups=units)[model]["AVG"]
     return out
 
 
@@ -514,7 +523,7 @@ def candidate_difference(run: Run, a: str, b: str, n_boot: int) -> list[float]:
         return [0.0, 0.0, 0.0]
     return intervals.paired_difference(run.rows, candidate_model(run, a), candidate_model(run, b),
                                        run.cfg.evaluated, n_boot=n_boot, seed=run.cfg.seed,
-                                       groups=run.cfg.units(run.cfg.evaluated))["AVG"]
+                                       groups=metrics.units(run.cfg.evaluated, run.cfg.aggregate_of))["AVG"]
 
 
 def write(out: Path, state: dict) -> None:

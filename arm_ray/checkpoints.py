@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from arm_ray.atomic import atomic_dir
+from arm_ray.atomic import atomic_dir, atomic_write_bytes
 from arm_ray.errors import CheckpointError
 
 WEIGHT_INDEX = "model.safetensors.index.json"
@@ -269,6 +269,19 @@ def load_gguf(path: str | Path):
         model.tie_weights()
     model.eval()
     return model, tokenizer
+
+
+def write_tensor_file(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    """A few small tensors (not a model) as one safetensors file, atomically."""
+    from safetensors.torch import save
+
+    atomic_write_bytes(Path(path), save({k: v.contiguous() for k, v in tensors.items()}))
+
+
+def read_tensor_file(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
 
 
 def check_compatible(checkpoints: list[Checkpoint]) -> None:

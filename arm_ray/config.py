@@ -68,6 +68,8 @@ class Operator(_Strict):
     method: str = Field(description="mergekit method name, or package.module:function")
     parameters: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = Field(None, description="what random operators (DARE) draw from; default: the run's seed")
+    aim: float | None = Field(None, ge=0, le=1, description="AIM on this merge's result (arm_ray.aim): its omega, "
+                              "the share of the change kept on the channels the base uses most (the authors' 0.4)")
 
 
 class Weak(_Strict):
@@ -255,13 +257,10 @@ class RunConfig(_Strict):
                                      f"{what}; its members must be alike (all in-domain or all out-of-domain, all "
                                      "evaluated or none)")
 
-    def units(self, benchmarks: list[str]) -> dict[str, list[str]]:
-        """{reported unit: its benchmarks} of `benchmarks`, an aggregate in place of its first member (as
-        evaluation.metrics.units)."""
-        out: dict[str, list[str]] = {}
-        for b in benchmarks:
-            out.setdefault(self.benchmarks[b].aggregate or b, []).append(b)
-        return out
+    @property
+    def aggregate_of(self) -> dict[str, str]:
+        """{benchmark: the aggregate it is reported in}, for evaluation.metrics.units."""
+        return {b: c.aggregate for b, c in self.benchmarks.items() if c.aggregate}
 
     def _check_devices(self) -> None:
         res = self.resources

@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -97,6 +97,8 @@ def run(cfg: RunConfig, out: Path, tracing_factory: Callable[[Context], TracingB
             log.warning(w)
         s = Shared(ctx, out, Store(out, resume), Keys(ctx), Lazy(tracing_factory, ctx), Lazy(rollouts_factory, cfg),
                    progress or tqdm, out / "backbone" if cfg.save_backbone else out / ".work" / "backbone")
+        with clock("aim"):  # AIM candidates need the base's activations on the calibration text first
+            measure_importance(s)
         with clock("trace"):  # steps 1 + 2: each candidate is built where it is traced
             traces = trace(s)
         with clock("select"):  # step 2: AOS
@@ -130,6 +132,23 @@ class Shared:
 
 
 # -- the stages --------------------------------------------------------------------------------------------
+
+IMPORTANCE = "aim_importance.safetensors"  # in the run's store
+
+
+def measure_importance(s: Shared) -> None:
+    """AIM's base input importance, measured once on a tracer (when an operator asks for AIM); the AIM recipes
+    then read it wherever they are merged."""
+    if all(r.aim is None for r in s.ctx.recipes):
+        return
+    path = s.store.path(IMPORTANCE)
+    s.store.step("aim", s.keys.importance(), [path], lambda: s.tracing.get().importance(s.ctx.packed, str(path)))
+    attach_importance(s.ctx, path)
+
+
+def attach_importance(ctx: Context, path: Path) -> None:
+    ctx.recipes = [replace(r, importance=str(path)) if r.aim is not None else r for r in ctx.recipes]
+
 
 def trace_jobs(ctx: Context) -> list[TraceJob]:
     """Each expert on the benchmarks it serves; each candidate on every in-domain benchmark."""
@@ -174,7 +193,7 @@ def select(ctx: Context, traces: Traces) -> Selection:
     expert_sets = {b: salient_sets(traces, cfg, cfg.benchmarks[b].expert, [b])[b] for b in bench}
     cand_sets = {r.name: salient_sets(traces, cfg, r.name, bench) for r in ctx.recipes}
     aos = selection.aos_table(cand_sets, expert_sets)
-    units = cfg.units(bench)  # benchmarks joined in an aggregate count once in the mean
+    units = metrics.units(bench, cfg.aggregate_of)  # benchmarks joined in an aggregate count once in the mean
     selected = selection.select(aos, [r.name for r in ctx.recipes], units)
     log.info(f"selected backbone: {selected} (mean AOS {selection.mean_aos(aos[selected], units):.4f})")
     return Selection(expert_sets, cand_sets, aos, selected)
@@ -341,7 +360,7 @@ def results_table(cfg: RunConfig, selected: str, models: dict[str, str], rows: l
     """report.json's `evaluation`: the table, with 95 % bootstrap intervals of each model's AVG and WS and the
     paired difference ARM - AOS-selected backbone on the same tasks (per benchmark, AVG, WS)."""
     summary = metrics.summarize(rows, "test")
-    units = cfg.units(cfg.evaluated)  # an aggregate (τ-bench's retail + airline) counts once in AVG, WS, RHM
+    units = metrics.units(cfg.evaluated, cfg.aggregate_of)  # an aggregate (τ-bench's retail + airline) counts once
     table, table_md = metrics.table(metrics.scores(summary), table_rows(cfg, selected, models), cfg.expert_names(),
                                     cfg.evaluated, units)
     state = {"split": "test", "tasks_per_benchmark": cfg.evaluation.test_tasks, "benchmarks": cfg.evaluated,

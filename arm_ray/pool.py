@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
+from arm_ray import checkpoints
 from arm_ray.errors import ConfigError
 from arm_ray.registry import is_dotted, resolve
 
@@ -30,6 +31,8 @@ class Recipe:
     method: str
     parameters: dict[str, Any] = field(default_factory=dict)
     seed: int = 0  # DARE and other random operators draw from it
+    aim: float | None = None  # AIM's omega on this merge's result (arm_ray.aim), or None
+    importance: str | None = None  # AIM: the base's input importance (a safetensors file the run measured)
 
 
 # our own methods, registered by name: a module with DEFAULTS, parameters(method, given, where) and stream(...),
@@ -195,6 +198,17 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
     the methods `by_blocks` knows, one tensor of each for the others. `row_bytes(name)` is a row's size in the
     checkpoint; without it no tensor is cut into blocks. `block_bytes(name)` bounds one block of all inputs together.
     """
+    if recipe.aim is not None:  # AIM on the merge's result, tensor by tensor
+        from dataclasses import replace
+
+        from arm_ray import aim
+
+        if recipe.importance is None:
+            raise ValueError(f"operator {recipe.name}: AIM needs the base's input importance; none was measured")
+        merged = stream(replace(recipe, aim=None, importance=None), shapes, experts, read, row_bytes, block_bytes)
+        a = checkpoints.read_tensor_file(recipe.importance)
+        yield from aim.relax_stream(merged, lambda name, rows: read(BASE, name, rows), a, recipe.aim)
+        return
     torch.manual_seed(recipe.seed)
     custom = _custom(recipe.method)
     with torch.no_grad():
@@ -205,7 +219,7 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
             return
         models = inputs(recipe, experts)
         own = _own(recipe.method)
-        if own:  # RAM's: element-wise in blocks of rows (after a whole-model count); WIDEN's: whole tensors
+        if own:  # RAM's: element-wise in blocks of rows (after a whole-model count); WIDEN's: two passes of blocks
             def blocks_of(name: str) -> list:
                 shape = shapes[name]
                 if len(shape) < 2 or not row_bytes:
@@ -254,7 +268,7 @@ def _blocks(shape: tuple[int, ...], step: int) -> list[tuple[int, int]]:
     return [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
 
 
-def _assemble(shape: tuple[int, ...], parts: Iterator[tuple[tuple[int, int], torch.Tensor]]) -> torch.Tensor:
+def assemble(shape: tuple[int, ...], parts: Iterator[tuple[tuple[int, int], torch.Tensor]]) -> torch.Tensor:
     """One tensor from its blocks of rows, allocated once the first block shows its dtype and device."""
     out = None
     for (start, stop), part in parts:
@@ -270,7 +284,7 @@ def row_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Seque
     """A row-separable method, block by block with mergekit itself (the same bits as the whole tensor; DARE draws
     per block)."""
     models = inputs(recipe, experts)
-    return _assemble(shape, ((r, merge_tensor(recipe, name, {m: read(m, name, r) for m in models}, block))
+    return assemble(shape, ((r, merge_tensor(recipe, name, {m: read(m, name, r) for m in models}, block))
                              for block, r in enumerate(_blocks(shape, step))))
 
 
@@ -387,7 +401,7 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
             mixed *= lam
         return (base + mixed).to(base.dtype)
 
-    return _assemble(shape, ((r, block(i)) for i, r in enumerate(blocks)))
+    return assemble(shape, ((r, block(i)) for i, r in enumerate(blocks)))
 
 
 def hold_bytes(device: torch.device) -> int:
@@ -434,7 +448,7 @@ def model_stock_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], expert
         average = sum(read(e, name, r) for e in experts) / n
         return tt * average + (1 - tt) * w_0
 
-    return _assemble(shape, ((r, block(r)) for r in blocks))
+    return assemble(shape, ((r, block(r)) for r in blocks))
 
 
 def build(recipe: Recipe, experts: Mapping[str, Mapping[str, torch.Tensor]],

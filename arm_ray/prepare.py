@@ -154,7 +154,7 @@ def prepare(cfg: RunConfig) -> Context:
         mlp_names(base.config.get("model_type", ""))
     except KeyError as e:
         raise ConfigError(f"base: {e.args[0]}") from None
-    recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed if op.seed is None else op.seed)
+    recipes = [pool.Recipe(op.name, op.method, dict(op.parameters), cfg.seed if op.seed is None else op.seed, op.aim)
                for op in cfg.operators]
     for i, r in enumerate(recipes):
         pool.validate(r, len(experts), f"operators[{i}] ({r.name})")

@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 
 from arm_ray.errors import ConfigError
+from arm_ray.pool import assemble
 
 DEFAULTS = {"ram_official": {"threshold": 1e-5, "r": 1.0}, "ramplus_official": {"threshold": 1e-5, "r": 1.2}}
 METHODS = frozenset(DEFAULTS)
@@ -88,13 +89,7 @@ def stream(method: str, params: Mapping, shapes: Mapping[str, tuple[int, ...]], 
     rho = overlap_ratios(names, experts, blocks_of, read, base, p["threshold"]) if p["r"] != 1 else [0.0] * len(experts)
     lambdas = scales(rho, p["r"])
     for name in names:
-        out = None
-        for rows in blocks_of(name):
-            part = merge_block(read(base, name, rows), [read(e, name, rows) for e in experts], lambdas, p["threshold"])
-            if rows is None:
-                out = part
-                break
-            if out is None:  # allocated once the first block shows dtype and device
-                out = torch.empty(shapes[name], dtype=part.dtype, device=part.device)
-            out[rows[0]:rows[1]] = part
-        yield name, out.contiguous()
+        blocks = blocks_of(name)
+        merged = (merge_block(read(base, name, rows), [read(e, name, rows) for e in experts], lambdas, p["threshold"])
+                  for rows in blocks)
+        yield name, (next(merged) if blocks == [None] else assemble(shapes[name], zip(blocks, merged))).contiguous()

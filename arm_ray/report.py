@@ -9,6 +9,7 @@ import numpy as np
 
 from arm_ray import selection, transplant
 from arm_ray.atomic import atomic_write_text
+from arm_ray.evaluation import metrics
 
 
 def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = None,
@@ -18,6 +19,7 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
     `stages`: which stages ran and which a resumed run reused (`stages.Store.status`)."""
     cfg = ctx.cfg
     bench = cfg.in_domain
+    units = metrics.units(bench, cfg.aggregate_of)
     r = {
         "name": cfg.name,
         "k": cfg.k,
@@ -26,8 +28,9 @@ def build(ctx, traces, chosen, plan, evaluation=None, timings: dict | None = Non
         "experts": {b: {"name": cfg.benchmarks[b].expert, "path": str(ctx.experts[cfg.benchmarks[b].expert].path)}
                     for b in bench},
         "base": {"path": str(ctx.base.path), **({"about": cfg.base.about} if cfg.base.about else {})},
-        "candidates": [{"name": c.name, "operator": c.method, "parameters": c.parameters, "aos": chosen.aos[c.name],
-                        "mean_aos": selection.mean_aos(chosen.aos[c.name], cfg.units(bench))} for c in ctx.recipes],
+        "candidates": [{"name": c.name, "operator": c.method, "parameters": c.parameters, "aim": c.aim,
+                        "aos": chosen.aos[c.name],
+                        "mean_aos": selection.mean_aos(chosen.aos[c.name], units)} for c in ctx.recipes],
         "selected": chosen.selected,
         "weak": plan.weak,
         "protect": cfg.protect,
@@ -62,7 +65,9 @@ def resumed(r: dict) -> str:
 
 def backbone_card(cfg, recipe) -> str:
     return (f"# {cfg.name}: backbone `{recipe.name}`\n\nA candidate of the ARM pool, merged with mergekit "
-            f"`{recipe.method}` and parameters `{recipe.parameters}` from {', '.join(cfg.expert_names())} "
+            f"`{recipe.method}` and parameters `{recipe.parameters}`"
+            f"{f' then AIM (omega {recipe.aim:g}, arm_ray.aim)' if recipe.aim is not None else ''} from "
+            f"{', '.join(cfg.expert_names())} "
             f"over the base `{cfg.base.path}`.\n")
 
 

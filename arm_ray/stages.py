@@ -192,6 +192,7 @@ class Keys:
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.cfg
         self.common = digest(versions(), cfg.seed)
+        self._asked: dict = {}  # see _resume_inputs
         # the kind of device candidates are merged and traced on: DARE's draws and the merge's blocks depend on it
         self.tracer_device = "cuda" if cfg.resources.tracer_num_gpus > 0 else "cpu"
         self.engine_device = "cuda" if cfg.resources.rollout_num_gpus > 0 else "cpu"
@@ -204,7 +205,13 @@ class Keys:
     def candidate(self, recipe) -> str:
         """A candidate's weights: its operator and parameters over the base and the experts, in config order."""
         return digest(self.common, recipe.method, recipe.parameters, recipe.seed, self.tracer_device,
-                      [self.weights[n] for n in ("base", *self.ctx.cfg.expert_names())])
+                      [self.weights[n] for n in ("base", *self.ctx.cfg.expert_names())],
+                      None if recipe.aim is None else (recipe.aim, self.importance()))
+
+    def importance(self) -> str:
+        """AIM's base input importance: the base's weights on every benchmark's packed calibration."""
+        return digest(self.common, "aim", self.weights["base"], sorted(self.calibration.items()),
+                      self.tracer_device, _dtype_made(self.ctx.cfg.trace.dtype, self.tracer_device))
 
     def trace(self, job) -> str:
         """A model's sums: its weights, the packed calibration of the benchmarks it is traced on, trace settings."""
@@ -224,10 +231,25 @@ class Keys:
 
     def rollouts(self, models: dict[str, str], runs, sampling: dict, engine: dict) -> str:
         """Episodes: each model's weights key, the suites (data files fingerprinted), sampling, the engine."""
-        suites = [(r.benchmark, r.suite, r.split, r.n, options_fingerprint(r.options), r.make_suite().resume_inputs())
+        suites = [(r.benchmark, r.suite, r.split, r.n, options_fingerprint(r.options), self._resume_inputs(r))
                   for r in runs]
         return digest(self.common, models, suites, sampling, engine, self.engine_device,
                       _dtype_made(engine.get("dtype", "auto"), self.engine_device))
+
+
+    def _resume_inputs(self, run) -> object:
+        """A suite's outside inputs (a τ² endpoint's models), asked once per benchmark in a run: making the suite
+        loads its tasks, and dev and test ask for the same thing."""
+        key = (run.benchmark, run.suite, json.dumps(options_fingerprint(run.options), sort_keys=True, default=str))
+        if key not in self._asked:
+            suite = run.make_suite()
+            try:
+                self._asked[key] = suite.resume_inputs()
+            finally:
+                close = getattr(suite, "close", None)
+                if close:
+                    close()
+        return self._asked[key]
 
 
 def _dtype_made(dtype: str, device: str) -> str:

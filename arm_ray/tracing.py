@@ -147,6 +147,23 @@ class Worker:
         del model
         return TraceResult(job.model, job.kind, groups, np.concatenate(sums, axis=1), n_traj, n_tok)
 
+    def importance(self, packed: Mapping[str, Packed], out: str) -> None:
+        """AIM's input importance of the base on every benchmark's calibration packs, written to `out`."""
+        from arm_ray import aim
+
+        s = self.sources
+        plan = s.plan()
+        base = TraceJob(pool.BASE, "expert", (), expert=pool.BASE)
+        model = build_model(s.base, s.tensors(base, plan), plan, s.dtype)
+        handles = connect(getattr(model, model.base_model_prefix), plan) if plan.split else []
+        try:
+            a = aim.importance(model, [k for b in sorted(packed) for k in packed[b].packs])
+        finally:
+            for h in handles:
+                h.remove()
+        del model
+        checkpoints.write_tensor_file(Path(out), a)
+
     def write_candidate(self, recipe: pool.Recipe, out: str, max_shard_bytes: int, readme: str | None,
                         overwrite: bool = False) -> None:
         s = self.sources
@@ -163,6 +180,9 @@ class TracingBackend(Protocol):
     def write_candidate(self, recipe: pool.Recipe, out: str, max_shard_bytes: int, readme: str | None,
                         overwrite: bool = False) -> None:
         """Build the candidate `recipe` and write it as a checkpoint to `out`."""
+
+    def importance(self, packed: Mapping[str, Packed], out: str) -> None:
+        """AIM's input importance of the base on the calibration packs, as a tensor file at `out`."""
 
     def shutdown(self) -> None: ...
 
@@ -184,6 +204,9 @@ class LocalTracing:
 
     def write_candidate(self, recipe, out, max_shard_bytes, readme, overwrite=False):
         self.worker.write_candidate(recipe, out, max_shard_bytes, readme, overwrite)
+
+    def importance(self, packed, out):
+        self.worker.importance(packed, out)
 
     def shutdown(self) -> None:
         pass

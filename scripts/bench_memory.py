@@ -2,6 +2,7 @@
 
     python scripts/bench_memory.py                      # ~300 M-parameter Qwen3 shape, bf16, CPU (~10 min)
     python scripts/bench_memory.py --experts 2 4 --layers 8
+    python scripts/bench_memory.py --layers 8 --modes after --operators widen ties_aim
 
 Each measurement runs in a fresh process: the `tracing.Worker` a tracer actor wraps, tracing an expert and then
 each candidate of the demo's operator set (built from the checkpoints on disk) on a short calibration pack. The
@@ -28,7 +29,8 @@ OPERATORS = [("average", "linear", {"weight": 1.0}), ("task_arithmetic", "task_a
              ("ties", "ties", {"weight": 1.0, "density": 0.5}), ("dare_ties", "dare_ties", {"weight": 1.0,
                                                                                             "density": 0.5}),
              ("model_stock", "model_stock", {"filter_wise": False}), ("ram", "ram", {}),
-             ("ram_official", "ram_official", {}), ("ramplus_official", "ramplus_official", {}), ("widen", "widen", {})]
+             ("ram_official", "ram_official", {}), ("ramplus_official", "ramplus_official", {}), ("widen", "widen", {}),
+             ("ties_aim", "ties", {"weight": 1.0, "density": 0.5}, 0.4)]  # AIM (omega 0.4) on TIES
 
 
 def rss() -> tuple[int, int]:
@@ -41,7 +43,7 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
-def child(root: Path, n_experts: int, mode: str) -> dict:
+def child(root: Path, n_experts: int, mode: str, only: list[str] | None) -> dict:
     import numpy as np
     import torch
     import transformers  # noqa: F401  (imported before the baseline is read)
@@ -59,9 +61,12 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
     rng = np.random.default_rng(0)
     packed = {"b": pack_trajectories([Encoded(rng.integers(0, vocab, 64), {"r": np.arange(8, 64)}, benchmark="b")],
                                      [("b", "r")], 256)}
+    importance = root / "aim_importance.safetensors"
+    ops = [(*op, None)[:4] for op in OPERATORS if only is None or op[0] in only]
     jobs = [TraceJob("expert_0", "expert", ("b",), expert="expert_0")] + [
-        TraceJob(name, "candidate", ("b",), recipe=pool.Recipe(name, method, params)) for name, method, params in
-        OPERATORS]
+        TraceJob(name, "candidate", ("b",), recipe=pool.Recipe(name, method, params, aim=aim,
+                                                               importance=None if aim is None else str(importance)))
+        for name, method, params, aim in ops]
     worker = Worker(Sources(str(base.path), experts, "bfloat16", "cpu"), torch_threads=2)
     held: dict = {}
     # an idle actor has imported its code: the model classes and mergekit's methods (a few hundred MiB)
@@ -73,6 +78,11 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
                       {pool.BASE: torch.zeros(4, 4), "e": torch.ones(4, 4)})
     baseline = rss()[0]
     out = {"baseline": baseline, "jobs": {}}
+    if any(op[3] is not None for op in ops):  # AIM's base importance: the base's forward on the calibration
+        reset_peak()
+        t0 = time.perf_counter()
+        worker.importance(packed, str(importance))
+        out["jobs"]["aim importance"] = {"peak": rss()[1], "seconds": time.perf_counter() - t0}
     for job in jobs:
         reset_peak()
         t0 = time.perf_counter()
@@ -88,7 +98,8 @@ def child(root: Path, n_experts: int, mode: str) -> dict:
                 inputs = {e: held[e] for e in experts}
                 use_base = pool.uses_base(job.recipe.method)
                 torch.manual_seed(0)
-                sd = pool.build(job.recipe, inputs, held[pool.BASE]) if job.recipe.method in pool.OWN else \
+                own = job.recipe.method in pool.OWN or job.recipe.aim is not None
+                sd = pool.build(job.recipe, inputs, held[pool.BASE]) if own else \
                     merge_state_dicts({pool.BASE: held[pool.BASE], **inputs} if use_base else inputs,
                                       job.recipe.method, base=pool.BASE if use_base else None,
                                       parameters=dict(job.recipe.parameters), out_dtype=torch.bfloat16)
@@ -105,10 +116,12 @@ def main() -> int:
     ap.add_argument("--dir", default=None, help="where to write the pool (kept); default a temporary directory, "
                     "removed at the end (about 5 GB at 8 experts)")
     ap.add_argument("--modes", nargs="+", default=["before", "after"], choices=["before", "after"])
+    ap.add_argument("--operators", nargs="+", default=None, choices=[op[0] for op in OPERATORS],
+                    help="only these candidates (default: all)")
     ap.add_argument("--child", nargs=3, metavar=("ROOT", "N", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.child[2])))
+        print(json.dumps(child(Path(args.child[0]), int(args.child[1]), args.child[2], args.operators)))
         return 0
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench_memory-"))
     try:
@@ -138,8 +151,9 @@ def measure(args: argparse.Namespace, root: Path) -> int:
     for n in args.experts:
         for mode in args.modes:
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, __file__, "--child", str(root), str(n), mode], capture_output=True,
-                               text=True)
+            only = ["--operators", *args.operators] if args.operators else []
+            r = subprocess.run([sys.executable, __file__, "--child", str(root), str(n), mode, *only],
+                               capture_output=True, text=True)
             if r.returncode:
                 print(r.stderr[-3000:], file=sys.stderr)
                 return 1

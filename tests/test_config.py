@@ -6,12 +6,13 @@ import pytest
 
 from arm_ray.config import load_config, parse_config
 from arm_ray.errors import ConfigError
+from arm_ray.evaluation import metrics
 from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "qwen3-8b-simia.yaml", "tau2-toy.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "qwen3-8b-simia.yaml", "tau2-toy.yaml", "sparse.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "configs" / name)
     assert cfg.in_domain
@@ -168,8 +169,9 @@ def test_an_aggregate_reports_its_members_once(tmp_path):
     for b in ("tau_bench", "officebench"):
         cfg["benchmarks"][b]["aggregate"] = "joined"
     got = parse_config(cfg)
-    assert got.units(got.evaluated) == {"joined": ["tau_bench", "officebench"], "agentbench_os": ["agentbench_os"]}
-    assert got.units(["agentbench_os"]) == {"agentbench_os": ["agentbench_os"]}
+    assert metrics.units(got.evaluated, got.aggregate_of) == {"joined": ["tau_bench", "officebench"],
+                                                              "agentbench_os": ["agentbench_os"]}
+    assert metrics.units(["agentbench_os"], got.aggregate_of) == {"agentbench_os": ["agentbench_os"]}
 
 
 @pytest.mark.parametrize("members,name,match", [
@@ -190,5 +192,5 @@ def test_bad_aggregates_are_named(tmp_path, members, name, match):
 
 def test_paper_config_reports_tau_bench_once():
     cfg = load_config(ROOT / "configs" / "qwen3-8b-simia.yaml")
-    units = cfg.units(cfg.evaluated)
+    units = metrics.units(cfg.evaluated, cfg.aggregate_of)
     assert units["tau_bench"] == ["tau_retail", "tau_airline"] and len(units) == len(cfg.evaluated) - 1
