@@ -320,7 +320,8 @@ def analyze(run_dir: Path, opts: Options, tracing_factory: Callable, rollouts_fa
     if 4 in want:
         with stage(clock, "4 ARM vs backbone"):
             f["arm_vs_backbone"] = findings.arm_vs_backbone(run.rows, cfg.in_domain, run.out_of_domain,
-                                                            opts.n_boot, seed, cfg.units)
+                                                            opts.n_boot, seed,
+                                                            lambda bs: metrics.units(bs, cfg.aggregate_of))
             f["arm_vs_backbone"]["weak"] = [w["benchmark"] for w in rep["weak"]]
     specs: dict[str, Spec] = {}
     if 3 in want:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,50 @@ def _ray(*args, env, timeout=180):
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _submit(*args, env, timeout):
+    """`ray job submit`, tried again while the head's dashboard agent is not up yet (it answers "No available
+    agent to submit job" for a while after `ray start` on a loaded machine)."""
+    deadline = time.monotonic() + 120
+    while True:
+        sub = _ray("job", "submit", *args, env=env, timeout=timeout)
+        if sub.returncode == 0 or "No available agent" not in sub.stdout + sub.stderr or time.monotonic() > deadline:
+            return sub
+        time.sleep(5)
+
+
+def _agent_ports(base: int) -> list[str]:
+    """The node's agent ports, away from Ray's fixed defaults (52365 and a random gRPC one): an embedded Ray
+    running beside the tests (a user's run) holds 52365, and the head's job agent then never comes up ("No
+    available agent to submit job")."""
+    return [f"--dashboard-agent-listen-port={base}", f"--dashboard-agent-grpc-port={base + 1}"]
+
+
+def _stop(*temps: Path) -> None:
+    """Stop the clusters these tests started, found by their temp dirs, and nothing else: `ray stop --force`
+    kills every Ray process on the machine, a user's own run beside the tests included."""
+    import psutil
+
+    marks = [re.compile(re.escape(str(t)) + r"(/|\s|$)") for t in temps]  # not /tmp/x_12 for /tmp/x_1
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(m.search(" ".join(p.info["cmdline"] or [])) for m in marks):
+                procs += [p, *p.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def test_ray_job_submit_runs_the_pipeline(perturbed_pool, tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
@@ -33,19 +78,19 @@ def test_ray_job_submit_runs_the_pipeline(perturbed_pool, tmp_path):
     cfg_path.write_text(yaml.safe_dump(tiny_config(perturbed_pool)))
     out = tmp_path / "run"
     started = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                   *_agent_ports(30400 + 2 * (os.getpid() % 1000)),
                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
                    f"--temp-dir={temp}", env=env)
     assert started.returncode == 0, started.stderr[-3000:]
     try:
-        sub = _ray("job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}", "--",
+        sub = _submit(f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}", "--",
                    sys.executable, "-m", "arm_ray.main", "--config", str(cfg_path), "--output", str(out),
                    env=env, timeout=600)
         assert sub.returncode == 0, (sub.stdout + sub.stderr)[-4000:]
         assert "ARM run written to" in sub.stdout
         assert (out / "model" / "model.safetensors").is_file() and (out / "report.json").is_file()
     finally:
-        _ray("stop", "--force", env=env)
-        time.sleep(1)
+        _stop(temp)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -113,13 +158,15 @@ def test_two_node_cluster_runs_the_demo_and_reports_placement(trained_pool, tmp_
     out = tmp_path / "run"
     try:
         head = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                    *_agent_ports(32400 + 4 * (tag % 1000)),
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
                     f"--temp-dir={heads[0]}", env=env)
         assert head.returncode == 0, head.stderr[-3000:]
         second = _ray("start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                      *_agent_ports(32402 + 4 * (tag % 1000)),
                       f"--temp-dir={heads[1]}", env=env)
         assert second.returncode == 0, second.stderr[-3000:]
-        sub = _ray("job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}", "--",
+        sub = _submit(f"--address=http://127.0.0.1:{dash}", f"--working-dir={ROOT}", "--",
                    sys.executable, "-m", "arm_ray.main", "--config", str(cfg_path), "--output", str(out),
                    env=env, timeout=900)
         assert sub.returncode == 0, (sub.stdout + sub.stderr)[-4000:]
@@ -131,8 +178,7 @@ def test_two_node_cluster_runs_the_demo_and_reports_placement(trained_pool, tmp_
         assert all(p["node_ip"] and p["pid"] > 0 and p["gpus"] == [] for p in where)
         assert (out / "model" / "model.safetensors").is_file() and (out / "eval.parquet").is_file()
     finally:
-        _ray("stop", "--force", env=env)
-        time.sleep(1)
+        _stop(*heads)
         for h in heads:
             shutil.rmtree(h, ignore_errors=True)
 
