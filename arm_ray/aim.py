@@ -24,7 +24,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
-OMEGA = 0.4  # the authors' default (performAIM.py)
+from arm_ray.pool import _blocks as blocks
+from arm_ray.pool import assemble
 
 
 def importance(model: torch.nn.Module, packs: Iterable, progress: Callable[[int], None] | None = None
@@ -97,10 +98,7 @@ def relax_stream(merged: Iterator[tuple[str, torch.Tensor]],
             if t.dim() < 2:
                 t = relax(t, read_base(name, None), a[name], omega)
             else:
-                out = torch.empty_like(t)
                 step = max(1, BLOCK_BYTES // (4 * t[0].numel()))
-                for lo in range(0, t.shape[0], step):
-                    hi = min(t.shape[0], lo + step)
-                    out[lo:hi] = relax(t[lo:hi], read_base(name, (lo, hi)), a[name], omega)
-                t = out
+                t = assemble(tuple(t.shape), ((r, relax(t[r[0]:r[1]], read_base(name, r), a[name], omega))
+                                              for r in blocks(tuple(t.shape), step)))
         yield name, t

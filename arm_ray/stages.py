@@ -236,7 +236,6 @@ class Keys:
         return digest(self.common, models, suites, sampling, engine, self.engine_device,
                       _dtype_made(engine.get("dtype", "auto"), self.engine_device))
 
-
     def _resume_inputs(self, run) -> object:
         """A suite's outside inputs (a τ² endpoint's models), asked once per benchmark in a run: making the suite
         loads its tasks, and dev and test ask for the same thing."""
