@@ -24,8 +24,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from arm_ray.pool import _blocks as blocks
-from arm_ray.pool import assemble
+from arm_ray.rows import assemble, spans
 
 
 def importance(model: torch.nn.Module, packs: Iterable, progress: Callable[[int], None] | None = None
@@ -100,5 +99,5 @@ def relax_stream(merged: Iterator[tuple[str, torch.Tensor]],
             else:
                 step = max(1, BLOCK_BYTES // (4 * t[0].numel()))
                 t = assemble(tuple(t.shape), ((r, relax(t[r[0]:r[1]], read_base(name, r), a[name], omega))
-                                              for r in blocks(tuple(t.shape), step)))
+                                              for r in spans(tuple(t.shape), step)))
         yield name, t

@@ -21,6 +21,7 @@ import torch
 from arm_ray import checkpoints
 from arm_ray.errors import ConfigError
 from arm_ray.registry import is_dotted, resolve
+from arm_ray.rows import assemble, spans
 
 BASE = "__base__"
 
@@ -225,7 +226,7 @@ def stream(recipe: Recipe, shapes: Mapping[str, tuple[int, ...]], experts: Seque
                 if len(shape) < 2 or not row_bytes:
                     return [None]
                 step = rows_per_block(block_bytes(name) // (row_bytes(name) * len(models)))
-                return _blocks(shape, step) if shape[0] > step else [None]
+                return spans(shape, step) if shape[0] > step else [None]
 
             params = own_parameters(recipe, f"operator {recipe.name}")
             yield from own.stream(recipe.method, params, shapes, experts, read, BASE, blocks_of)
@@ -264,28 +265,13 @@ def by_blocks(recipe: Recipe) -> BlockMerge | None:
     return None
 
 
-def _blocks(shape: tuple[int, ...], step: int) -> list[tuple[int, int]]:
-    return [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
-
-
-def assemble(shape: tuple[int, ...], parts: Iterator[tuple[tuple[int, int], torch.Tensor]]) -> torch.Tensor:
-    """One tensor from its blocks of rows, allocated once the first block shows its dtype and device."""
-    out = None
-    for (start, stop), part in parts:
-        if out is None:
-            out = torch.empty(shape, dtype=part.dtype, device=part.device)
-        out[start:stop] = part
-        del part
-    return out
-
-
 def row_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequence[str], read: Reader,
                step: int) -> torch.Tensor:
     """A row-separable method, block by block with mergekit itself (the same bits as the whole tensor; DARE draws
     per block)."""
     models = inputs(recipe, experts)
     return assemble(shape, ((r, merge_tensor(recipe, name, {m: read(m, name, r) for m in models}, block))
-                             for block, r in enumerate(_blocks(shape, step))))
+                             for block, r in enumerate(spans(shape, step))))
 
 
 # -- TIES in blocks of rows ----------------------------------------------------------------------------------
@@ -353,7 +339,7 @@ def ties_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequ
     (and on a GPU with room, the task vectors between the two passes)."""
     from mergekit.merge_methods.generalized_task_arithmetic import get_mask
 
-    blocks = _blocks(shape, step)
+    blocks = spans(shape, step)
     numel = int(torch.Size(shape).numel())
     density = {e: _per_expert(recipe, "density", e, 1.0) for e in experts}
     cut_experts = [e for e in experts if 0 < density[e] < 1]  # density >= 1 keeps every entry, <= 0 none
@@ -421,7 +407,7 @@ def hold_bytes(device: torch.device) -> int:
 def model_stock_blocks(recipe: Recipe, name: str, shape: tuple[int, ...], experts: Sequence[str], read: Reader,
                        step: int) -> torch.Tensor:
     """Model Stock (mergekit's `model_stock`, filter_wise off) of tensor `name`, one block of each input at a time."""
-    blocks = _blocks(shape, step)
+    blocks = spans(shape, step)
     n = len(experts)
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
     dots = squares = 0  # float64 sums on the merge device, read once at the end

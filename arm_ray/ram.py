@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import torch
 
 from arm_ray.errors import ConfigError
-from arm_ray.pool import assemble
+from arm_ray.rows import assemble
 
 DEFAULTS = {"ram_official": {"threshold": 1e-5, "r": 1.0}, "ramplus_official": {"threshold": 1e-5, "r": 1.2}}
 METHODS = frozenset(DEFAULTS)

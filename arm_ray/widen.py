@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from arm_ray.pool import assemble
+from arm_ray.rows import assemble
 
 DEFAULTS = {"widen": {"above_average_value_ratio": 1.0, "score_calibration_value": 1.0}}
 METHODS = frozenset(DEFAULTS)
