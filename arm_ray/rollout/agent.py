@@ -21,6 +21,9 @@ out identical in two runs). An environment that raises ends its own episode as
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import Counter
 from concurrent.futures import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -109,12 +112,17 @@ def run_episodes(suite: Suite, tasks: list[Task], policy: Policy | StreamingPoli
 
 
 def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy | StreamingPolicy,
-              progress: Callable[[int], None] | None = None, env_workers: int = 8) -> list[Episode]:
+              progress: Callable[[int], None] | None = None, env_workers: int = 8,
+              clock: Counter | None = None) -> list[Episode]:
     """Episodes of (suite, task, split) jobs, all advanced together; results in job order.
 
     `env_workers`: threads stepping environments at once (each episode's own
     environment); shell and SQL steps wait on sandboxes and databases, not the GIL.
+    `clock` gets seconds of: reset and env_step (resets' and steps' own time, summed over the threads), env_wait
+    (the loop blocked on environments), scoring (rewards and closing), loop (the whole call).
     """
+    clock = Counter() if clock is None else clock
+    began = time.perf_counter()
     episodes = [Episode(suite.name, split, t.task_id, t.kind) for suite, t, split in jobs]
     envs: list[Env | None] = [None] * len(jobs)
     stream = policy if isinstance(policy, StreamingPolicy) else _Batched(policy)
@@ -124,54 +132,75 @@ def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy | StreamingPol
     def turn(i: int) -> Turn:
         return Turn(jobs[i][1], episodes[i].messages, episodes[i].tools)
 
-    n_open = 0
-    for i, (suite, task, _) in enumerate(jobs):
-        try:
-            envs[i] = suite.make_env(task)
-            start = envs[i].reset()
-        except Exception as e:  # noqa: BLE001 - a broken task must not stop the run
-            _end(episodes[i], envs[i], e)
-            continue
-        episodes[i].messages = list(start.messages)
-        episodes[i].tools = start.tools
-        stream.submit(i, turn(i))
-        n_open += 1
-    stepping: dict[Future, int] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, env_workers))
+    # resets run in the pool too (the OS suite starts a sandbox per episode, ~0.2 s each): a streaming policy gets
+    # each episode's first turn as soon as its environment is up, while the engine already decodes others
+    resetting: dict[Future, int] = {pool.submit(_reset, suite, task, clock): i
+                                    for i, (suite, task, _) in enumerate(jobs)}
+    stepping: dict[Future, int] = {}
+    n_open = len(jobs)
     try:
         while n_open:
             ended = 0
+            if not stream.pending() and (stepping or resetting):  # nothing to decode: wait for an environment
+                t0 = time.perf_counter()
+                # a batch policy waits for all of them, so its batches do not depend on timing
+                wait([*resetting, *stepping], return_when=ALL_COMPLETED if together else FIRST_COMPLETED)
+                clock["env_wait"] += time.perf_counter() - t0
+            for f in sorted((f for f in resetting if f.done()), key=resetting.get):
+                i = resetting.pop(f)
+                envs[i], start, error = f.result()
+                if error is not None:  # a broken task must not stop the run
+                    _end(episodes[i], envs[i], error)
+                    ended += 1
+                    continue
+                episodes[i].messages = list(start.messages)
+                episodes[i].tools = start.tools
+                stream.submit(i, turn(i))
+            for f in sorted((f for f in stepping if f.done()), key=stepping.get):
+                i = stepping.pop(f)
+                if _advance(episodes[i], envs[i], f.result(), jobs[i][0].max_steps, clock):
+                    stream.submit(i, turn(i))
+                else:
+                    ended += 1
             for i, text in stream.poll() if stream.pending() else []:
                 if text is None:  # the conversation outgrew the model's context
                     episodes[i].finish_reason = "context"
-                    _score(episodes[i], envs[i])
+                    _score(episodes[i], envs[i], clock)
                     ended += 1
                     continue
                 episodes[i].messages.append({"role": "assistant", "content": text})
                 episodes[i].steps += 1
-                stepping[pool.submit(_step, envs[i], text)] = i
-            if not stepping and not stream.pending() and n_open > ended:
+                stepping[pool.submit(_step, envs[i], text, clock)] = i
+            if not stepping and not resetting and not stream.pending() and n_open > ended:
                 raise RuntimeError(f"{type(policy).__name__} dropped {n_open - ended} submitted turns")
-            if stepping:
-                if stream.pending():  # generation goes on: take only the steps already done
-                    done = [f for f in stepping if f.done()]
-                else:
-                    done = wait(stepping, return_when=ALL_COMPLETED if together else FIRST_COMPLETED).done
-                for f in sorted(done, key=stepping.get):
-                    i = stepping.pop(f)
-                    if _advance(episodes[i], envs[i], f.result(), jobs[i][0].max_steps):
-                        stream.submit(i, turn(i))
-                    else:
-                        ended += 1
             n_open -= ended
             if progress and ended:
                 progress(ended)
     finally:
         pool.shutdown(cancel_futures=True)
+        for f in resetting:  # environments started but never handed to the loop (it stopped on an error)
+            env = None if f.cancelled() else f.result()[0]
+            if env is not None:
+                _end(Episode("", "", "", ""), env, None)
+        clock["loop"] += time.perf_counter() - began
     return episodes
 
 
-def _advance(ep: Episode, env: Env, stepped, max_steps: int) -> bool:
+def _reset(suite: Suite, task: Task, clock: Counter):
+    """(environment, its start, None), or (the environment if one was made, None, the error)."""
+    t0 = time.perf_counter()
+    env = None
+    try:
+        env = suite.make_env(task)
+        return env, env.reset(), None
+    except Exception as e:  # noqa: BLE001 - recorded on the episode by the loop
+        return env, None, e
+    finally:
+        _tick(clock, "reset", t0)
+
+
+def _advance(ep: Episode, env: Env, stepped, max_steps: int, clock: Counter) -> bool:
     """Record an environment step on the episode; True while the episode goes on."""
     r, error = stepped
     if error is not None:
@@ -185,24 +214,41 @@ def _advance(ep: Episode, env: Env, stepped, max_steps: int) -> bool:
         ep.finish_reason = "limit"
     else:
         return True
-    _score(ep, env)
+    _score(ep, env, clock)
     return False
 
 
-def _step(env: Env, text: str):
+def _step(env: Env, text: str, clock: Counter):
+    t0 = time.perf_counter()
     try:
         return env.step(text), None
     except Exception as e:  # noqa: BLE001 - recorded on the episode by the loop
         return None, e
+    finally:
+        _tick(clock, "env_step", t0)
 
 
-def _score(ep: Episode, env: Env) -> None:
+_CLOCK = threading.Lock()
+
+
+def _tick(clock: Counter, what: str, since: float) -> None:
+    """Add the time since `since` to clock[what], from any of the environment threads."""
+    with _CLOCK:
+        clock[what] += time.perf_counter() - since
+
+
+def _score(ep: Episode, env: Env, clock: Counter | None = None) -> None:
+    t0 = time.perf_counter()
     try:
         ep.reward = float(env.reward())
     except Exception as e:  # noqa: BLE001
         _end(ep, env, e)
         return
-    _end(ep, env, None)
+    else:
+        _end(ep, env, None)
+    finally:
+        if clock is not None:
+            clock["scoring"] += time.perf_counter() - t0
 
 
 def _end(ep: Episode, env: Env | None, error: Exception | None) -> None:

@@ -8,6 +8,7 @@ number of actors yields the same rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -38,8 +39,8 @@ class SuiteRun:
 
 
 def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
-            progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Eval rows (results.COLUMNS) of `model` on every run, in run and task order."""
+            progress: Callable[[int], None] | None = None, clock: Counter | None = None) -> list[dict]:
+    """Eval rows (results.COLUMNS) of `model` on every run, in run and task order (`clock`: run_mixed's)."""
     suites = {r.suite: r.make_suite() for r in runs}
     for r in runs:  # where the episodes run (a rollout actor's node): a suite that cannot run stops the job here
         check_suite(suites[r.suite], r.benchmark)
@@ -50,7 +51,7 @@ def rollout(policy: Policy | StreamingPolicy, model: str, runs: list[SuiteRun],
             bench.append(r.benchmark)
     try:
         with serve_users(suites.values()):  # models the environments talk to (τ²'s engine user)
-            episodes = run_mixed(jobs, policy, progress)
+            episodes = run_mixed(jobs, policy, progress, clock=clock)
     finally:
         for s in suites.values():
             s.close()

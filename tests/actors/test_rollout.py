@@ -130,3 +130,13 @@ def test_rollout_actor_resources_with_and_without_tensor_parallelism():
     opts, bundles = actor_resources(four, 4)
     assert opts == {"num_cpus": 1.0, "num_gpus": 0} and bundles == [{"CPU": 1.0, "GPU": 1}] * 4
     assert sum(b["CPU"] for b in bundles) == four.rollout_num_cpus and sum(b["GPU"] for b in bundles) == 4
+
+
+def test_engine_threads_follow_the_cpus_unless_rollout_threads_says_otherwise():
+    from actors.rollout import engine_threads
+
+    assert engine_threads(Resources(rollout_num_cpus=0.8)) == 1      # a fraction of a core still runs one thread
+    assert engine_threads(Resources(rollout_num_cpus=3.5)) == 3
+    assert engine_threads(Resources(rollout_num_cpus=0.8, rollout_threads=2)) == 2
+    with pytest.raises(ValueError):
+        Resources(rollout_threads=0)

@@ -1,6 +1,8 @@
 """The agent loop: failures stay in their episode; limits; exported data loads in the roles layer."""
 
+import threading
 import time
+from collections import Counter
 
 from arm_ray.roles.formats import parse_record
 from arm_ray.roles.spans import TrajectoryEncoder
@@ -86,6 +88,43 @@ def test_streaming_policy_episodes_do_not_wait_for_each_other():
     # the fastest episode's second turn went in before the slowest episode's first reply came back
     last = len(jobs) - 1
     assert slow.log.index(("submit", 0, 1)) < slow.log.index(("reply", last, 0))
+
+
+class _Gathering(RetailEnv):
+    """A reset that waits for the other episodes' resets (as sandboxes start at once); serial resets time out."""
+
+    def __init__(self, task, barrier):
+        super().__init__(task)
+        self.barrier = barrier
+
+    def reset(self):
+        self.barrier.wait(timeout=20)
+        return super().reset()
+
+
+class _GatheringSuite(RetailSuite):
+    def __init__(self, n, broken=None):
+        super().__init__()
+        self.barrier, self.broken = threading.Barrier(n), broken
+
+    def make_env(self, task):
+        if task.task_id == self.broken:
+            raise OSError("no sandbox")
+        return _Gathering(task, self.barrier)
+
+
+def test_resets_run_together_and_a_broken_one_ends_only_its_episode():
+    suite = _GatheringSuite(4)
+    tasks = suite.tasks("test", 5)
+    suite.broken = tasks[2].task_id
+    done = []
+    for policy in (_oracles([(suite, t, "test") for t in tasks]), _SlowOracle([(suite, t, "test") for t in tasks])):
+        suite.barrier.reset()
+        eps = run_mixed([(suite, t, "test") for t in tasks], policy, progress=done.append, clock=(clock := Counter()))
+        assert [e.finish_reason for e in eps].count("error") == 1 and "no sandbox" in eps[2].error
+        assert all(e.reward == 1.0 for i, e in enumerate(eps) if i != 2)
+        assert clock["reset"] > 0 and clock["loop"] > 0
+    assert sum(done) == 2 * len(tasks)  # the broken episode counts as done too: bars reach their total
 
 
 def _oracles(jobs):

@@ -54,3 +54,22 @@ def test_a_vllm_user_model_replies_as_greedy_transformers_does(talkative_model):
     first, second, on_vllm = json.loads(done.stdout.strip().splitlines()[-1])
     assert on_vllm and first == second
     assert first == UserModel(spec(talkative_model, "transformers")).reply(MESSAGES, "a")
+
+
+@pytest.mark.slow
+def test_vllm_user_turns_of_several_episodes_are_decoded_together_with_the_same_replies(talkative_model):
+    """Environment threads asking at once share the engine's batch; each reply is the one it gets alone."""
+    code = ("import json, sys; from concurrent.futures import ThreadPoolExecutor; "
+            "from arm_ray.rollout.user_model import UserModel; "
+            "m = UserModel(json.loads(sys.argv[1])); asks = json.loads(sys.argv[2]); "
+            "alone = [m.reply(a, str(i)) for i, a in enumerate(asks)]; peak_alone = m.peak_batch; "
+            "together = list(ThreadPoolExecutor(len(asks)).map(lambda ia: m.reply(ia[1], str(ia[0])), "
+            "enumerate(asks))); "
+            "print(json.dumps([alone, together, peak_alone, m.peak_batch])); m.shutdown()")
+    asks = [[MESSAGES[0], {"role": "user", "content": f"Order #{n}: where is it?"}] for n in range(6)]
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(spec(talkative_model, "vllm")),
+                           json.dumps(asks)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone, together, peak_alone, peak = json.loads(done.stdout.strip().splitlines()[-1])
+    assert together == alone
+    assert peak_alone == 1 and peak > 1

@@ -1,8 +1,16 @@
 """When the vLLM engine may swap weights in place instead of restarting (no engine started here)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+
+from arm_ray.config import Engine
 from arm_ray.rollout.vllm_engine import _arch
+
+ROOT = Path(__file__).parents[2]
 
 
 def write(d, **cfg):
@@ -23,7 +31,6 @@ def test_swap_only_between_matching_untied_models(tmp_path):
 
 
 def test_engine_arguments_for_one_gpu_several_and_the_cpu():
-    from arm_ray.config import Engine
     from arm_ray.rollout.vllm_engine import engine_kwargs
 
     one = engine_kwargs(Engine().model_dump(), "/m", 0, use_gpu=True)
@@ -43,3 +50,53 @@ def test_engine_dtype_fast_is_made_concrete_for_the_device_and_auto_stays_vllms(
     assert cpu["dtype"] == fast_dtype("cpu") in ("bfloat16", "float32")
     assert engine_kwargs(Engine().model_dump(), "/m", 0, use_gpu=False)["dtype"] == "auto"
     assert engine_kwargs(Engine(dtype="bfloat16").model_dump(), "/m", 0, use_gpu=False)["dtype"] == "bfloat16"
+
+
+def test_prompt_ids_of_growing_conversations_equal_whole_tokenisation(tokenizer):
+    """Oracle episodes of every offline suite, turn by turn, plus replies that start and end in whitespace (where
+    a tokeniser would merge across a boundary that is not a special token) and a rewritten history."""
+    from arm_ray.roles.render import ChatRenderer
+    from arm_ray.rollout.agent import run_mixed
+    from arm_ray.rollout.vllm_engine import PromptIds
+    from arm_ray.suites import get_suite
+    from arm_ray.world import OFFLINE_SUITES
+
+    jobs = [(get_suite(n), t, "test") for n in OFFLINE_SUITES for t in get_suite(n).tasks("test", 3)]
+    suites, turns = {t.task_id: s for s, t, _ in jobs}, []
+
+    def oracle(batch):
+        turns.extend((t.task.task_id, list(t.messages), t.tools) for t in batch)
+        return [suites[t.task.task_id].oracle_step(t.task, t.messages) for t in batch]
+
+    run_mixed(jobs, oracle)
+    odd = [{"role": "system", "content": "Be brief.  "}, {"role": "user", "content": "  hi\n\n"}]
+    for reply in ["\n\n  well ", "ok\n", "  <tool_call>\n{}\n</tool_call>  "]:
+        turns.append(("odd", list(odd), None))
+        odd += [{"role": "assistant", "content": reply}, {"role": "user", "content": " \nmore"}]
+    turns.append(("odd", list(odd), None))
+    turns.append(("odd", [{"role": "user", "content": "a new history"}], None))  # does not extend the last one
+    render, ids = ChatRenderer(tokenizer), PromptIds(tokenizer)
+    assert len({t for t, _, _ in turns}) == len(jobs) + 1 and len(turns) > 2 * len(jobs)
+    for task_id, messages, tools in turns:
+        text = render.prompt(messages, tools)
+        assert ids(("s", task_id), text) == tokenizer.encode(text, add_special_tokens=False)
+
+
+@pytest.mark.slow
+def test_stopping_one_engine_leaves_the_other_engine_of_the_process_running(talkative_model):
+    """An agent's engine beside a user model's (τ²'s engine user): the user engine stops at the end of each job,
+    and the agent's must still step afterwards; the last engine of the process tears vLLM's groups down."""
+    code = ("import json, sys; from arm_ray.rollout.vllm_engine import VLLMEngine; "
+            "from vllm.distributed import parallel_state as ps; "
+            "o = json.loads(sys.argv[2]); a, b = VLLMEngine(o), VLLMEngine(o); a.load(sys.argv[1]); "
+            "b.load(sys.argv[1]); "
+            "gen = lambda e: list(e.llm.generate([{'prompt_token_ids': [1, 2, 3]}], use_tqdm=False)[0]"
+            ".outputs[0].token_ids); "
+            "first = gen(a); gen(b); b.shutdown(); kept = ps._PP is not None; again = gen(a); a.shutdown(); "
+            "print(json.dumps([first, again, kept, ps._PP is None]))")
+    opts = Engine(dtype="float32", max_model_len=512, cpu_kv_cache_gb=1).model_dump()
+    done = subprocess.run([sys.executable, "-c", code, str(talkative_model), json.dumps(opts)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, again, kept, torn_down = json.loads(done.stdout.strip().splitlines()[-1])
+    assert kept and torn_down and first and again
