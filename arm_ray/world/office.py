@@ -82,7 +82,12 @@ class OfficeEnv(Env):
         try:
             return StepResult([_obs(handler(**args))])
         except (TypeError, ValueError, OSError) as err:
-            return StepResult([_obs(f"Error: {app}.{name} failed ({err})")], invalid=True)
+            # file names relative to the workspace: its temporary path differs per episode and would make the
+            # next prompt (and so a sampled rollout) depend on it
+            text = str(err)
+            for root in {str(Path(self.state["root"]).resolve()), self.state["root"]}:
+                text = text.replace(root + "/", "")
+            return StepResult([_obs(f"Error: {app}.{name} failed ({text})")], invalid=True)
 
     # --- apps: files in the task directory -------------------------------------------------------------
     def _path(self, file: str) -> Path:

@@ -9,6 +9,7 @@ sandbox (`sandbox.py`) inside the task's own throwaway directory.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -26,6 +27,7 @@ SYSTEM = ("You are an assistant that operates a Linux shell. Each turn write 'Th
           "action: 'Act: bash' followed by a ```bash block with one command; 'Act: answer(<answer>)'; or "
           "'Act: finish' when a task that changes files is done. The working directory holds the task's files.")
 MAX_OUTPUT = 800
+FILE_TIME = 1767225600  # 2026-01-01 00:00 UTC: the task files' modification time
 _BASH = re.compile(r"```bash[ \t]*\n(.*?)(?:```|\Z)", re.S)
 _ANSWER = re.compile(r"Act:[ \t]*answer\((.*)\)", re.S)
 
@@ -44,6 +46,10 @@ class ShellEnv(Env):
         root.chmod(0o777)  # the sandbox runs as an unprivileged uid
         for name, text in self.task.data["files"].items():
             (root / name).write_text(text, encoding="utf-8")
+        # a fixed time on the task's files: `ls -l` would otherwise show the wall clock, and a sampled rollout
+        # that reads it would depend on when it ran
+        for path in [*root.iterdir(), root]:
+            os.utime(path, (FILE_TIME, FILE_TIME))
         self.state = {"root": str(root), "answer": None, "finished": False}
         return Start([{"role": "system", "content": SYSTEM}, {"role": "user", "content": self.task.data["question"]}])
 

@@ -82,6 +82,23 @@ def test_office_needs_switch_app_and_stops_when_stuck():
     assert reward == 0.0
 
 
+def test_office_errors_name_files_without_the_episodes_temporary_directory():
+    from arm_ray.world.office import answer_text
+
+    acts = [answer_text("t", {"app": "system", "action": "switch_app", "target_app": "excel"}),
+            answer_text("t", {"app": "excel", "action": "read_cell", "file": "missing.csv", "cell": "A1"})]
+    seen = [_play("office", "1-app", acts)[1][1].messages[0]["content"] for _ in range(2)]
+    assert "missing.csv" in seen[0] and "arm-office-" not in seen[0]
+    assert seen[0] == seen[1]  # the same observation in every episode: rollouts stay reproducible
+
+
+def test_shell_listings_do_not_show_when_the_episode_ran():
+    acts = ["Think: look.\nAct: bash\n```bash\nls -l --time-style=+%s\n```"]
+    task, results, _ = _play("shell", "count_lines", acts)
+    out = results[0].messages[0]["content"]
+    assert all(name in out for name in task.data["files"]) and "1767225600" in out
+
+
 def test_shell_answer_must_match_exactly():
     from arm_ray.world.shell import act_answer
 
