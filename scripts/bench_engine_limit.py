@@ -90,9 +90,12 @@ def main() -> int:
     engine.llm.reset_prefix_cache()
     policy = engine.policy(by_suite)
     policy.log, clock = {}, Counter()
-    t = time.perf_counter()
-    rows = rollout(policy, "bench", runs, clock=clock)
-    ours_s = time.perf_counter() - t
+    from tqdm.auto import tqdm
+
+    with tqdm(total=count_tasks(runs), desc="our rollouts") as bar:
+        t = time.perf_counter()
+        rows = rollout(policy, "bench", runs, bar.update, clock=clock)
+        ours_s = time.perf_counter() - t
     log = list(policy.log.values())
     errors = [r for r in rows if r["finish_reason"] == "error"]
     if errors:

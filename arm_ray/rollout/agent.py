@@ -237,18 +237,16 @@ def _tick(clock: Counter, what: str, since: float) -> None:
         clock[what] += time.perf_counter() - since
 
 
-def _score(ep: Episode, env: Env, clock: Counter | None = None) -> None:
+def _score(ep: Episode, env: Env, clock: Counter) -> None:
     t0 = time.perf_counter()
     try:
         ep.reward = float(env.reward())
     except Exception as e:  # noqa: BLE001
         _end(ep, env, e)
-        return
     else:
         _end(ep, env, None)
     finally:
-        if clock is not None:
-            clock["scoring"] += time.perf_counter() - t0
+        clock["scoring"] += time.perf_counter() - t0
 
 
 def _end(ep: Episode, env: Env | None, error: Exception | None) -> None:

@@ -182,6 +182,11 @@ class PromptIds:
         return self.tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
+def _depth(turn: Turn) -> int:
+    """Which assistant turn of its episode `turn` asks for (0: the first)."""
+    return sum(m["role"] == "assistant" for m in turn.messages)
+
+
 class VLLMPolicy:
     """A streaming policy (rollout.agent.StreamingPolicy) on the engine's request queue.
 
@@ -206,8 +211,7 @@ class VLLMPolicy:
         self.log: dict[str, dict] | None = None  # a dict: every request by id (prompt ids, params, generated ids)
 
     def request_seed(self, turn: Turn) -> int:
-        step = sum(m["role"] == "assistant" for m in turn.messages)
-        return zlib.crc32(f"{self.engine.seed}:{turn.task.task_id}:{step}".encode())
+        return zlib.crc32(f"{self.engine.seed}:{turn.task.task_id}:{_depth(turn)}".encode())
 
     def submit(self, key: int, turn: Turn) -> None:
         from vllm import SamplingParams
@@ -240,8 +244,7 @@ class VLLMPolicy:
         self.clock["engine"] += t3 - t2
         self.requests[rid] = key
         if self.log is not None:
-            depth = sum(m["role"] == "assistant" for m in turn.messages)
-            self.log[rid] = {"depth": depth, "prompt_ids": ids, "params": params, "submitted": t3}
+            self.log[rid] = {"depth": _depth(turn), "prompt_ids": ids, "params": params, "submitted": t3}
 
     def poll(self) -> list[tuple[int, str | None]]:
         out, self.ready = self.ready, []
