@@ -25,6 +25,8 @@ BENCHMARK_SUITES = {
     "tau2_airline": "arm_ray.benchmarks.tau2:Tau2Airline",
     "agentbench_db": "arm_ray.benchmarks.agentbench_db:AgentBenchDB",
     "agentbench_os": "arm_ray.benchmarks.agentbench_os:AgentBenchOS",
+    "officebench": "arm_ray.benchmarks.officebench:OfficeBench",
+    "officebench_simia": "arm_ray.benchmarks.officebench:OfficeBenchSimia",
 }
 SUITES = Registry("suite", {**OFFLINE_SUITES, **BENCHMARK_SUITES})
 

@@ -191,6 +191,29 @@ def agentbench_dir() -> Path:
     return path
 
 
+def _shared(env: str, *parts: str) -> Path:
+    return Path(os.environ.get(env, Path(__file__).resolve().parents[2].joinpath("shared", "benchmarks", *parts)))
+
+
+@pytest.fixture(scope="session")
+def officebench_dir() -> Path:
+    """The official OfficeBench `tasks/` folder: ARM_RAY_OFFICEBENCH_DIR, else ../shared/benchmarks/officebench/tasks
+    beside the checkout (here and in CI)."""
+    path = _shared("ARM_RAY_OFFICEBENCH_DIR", "officebench", "tasks")
+    if not path.is_dir():
+        pytest.skip(f"no OfficeBench tasks at {path} (set ARM_RAY_OFFICEBENCH_DIR to a clone's tasks/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def simia_dir() -> Path:
+    """SIMIA's OfficeBench `tasks/` folder: ARM_RAY_OFFICEBENCH_SIMIA_DIR, else the copy in ../shared/benchmarks."""
+    path = _shared("ARM_RAY_OFFICEBENCH_SIMIA_DIR", "officebench-simia", "OfficeBench", "tasks")
+    if not path.is_dir():
+        pytest.skip(f"no SIMIA OfficeBench tasks at {path} (set ARM_RAY_OFFICEBENCH_SIMIA_DIR)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def os_home() -> Path:
     """The AgentBench OS machine's built tree (`python -m arm_ray.benchmarks.rootfs build`, which scripts/setup.sh

@@ -12,7 +12,8 @@ from tests.conftest import tiny_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "qwen3-8b-simia.yaml", "tau2-toy.yaml", "sparse.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "quick.yaml", "qwen3-8b-simia.yaml", "tau2-toy.yaml", "sparse.yaml",
+                                  "officebench-toy.yaml", "agentbench-toy.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "configs" / name)
     assert cfg.in_domain

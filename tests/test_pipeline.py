@@ -253,6 +253,27 @@ def test_tau2_benchmark_in_a_run(long_pool, tmp_path):
     assert "pass^k" in md and "not comparable with published numbers" in md
 
 
+def test_officebench_in_a_run(perturbed_pool, tmp_path, officebench_dir, simia_dir, os_home):
+    """A run evaluating SIMIA's OfficeBench in domain and the official sets out of domain (the gold policy plays,
+    whatever the model): OfficeBench's real tasks and evaluators score every subtask into the results table."""
+    from arm_ray.rollout.backend import LocalRollouts
+    from arm_ray.rollout.results import read_eval
+
+    cfg = tiny_config(perturbed_pool)
+    cfg["benchmarks"]["officebench"].update(suite="officebench_simia", options={
+        "data_dir": str(simia_dir), "calibration_dir": str(officebench_dir)})
+    cfg["benchmarks"]["officebench_official"] = {"suite": "officebench", "parser": "officebench",
+                                                 "options": {"data_dir": str(officebench_dir)}}
+    cfg["evaluation"] = {"test_tasks": 4, "models": ["backbone", "arm"]}
+    report = run_local(cfg, tmp_path / "run", rollouts=LocalRollouts("oracle"))
+    rows = [r for r in read_eval(tmp_path / "run" / "eval.parquet") if r["benchmark"].startswith("officebench")]
+    assert len(rows) == 2 * 2 * 4 and all(r["reward"] == 1.0 for r in rows)
+    assert {r["task_id"] for r in rows if r["benchmark"] == "officebench"} == {
+        "ob-2-13-0", "ob-3-1-0", "ob-2-13-1", "ob-3-3-0"}  # 2-app and 3-app in turn
+    table = {row["label"]: row for row in report["evaluation"]["table"]}
+    assert table["ARM"]["officebench"] == 1.0 and table["ARM"]["officebench_official"] == 1.0
+
+
 def test_a_dead_user_endpoint_stops_the_run_in_preflight(long_pool):
     pytest.importorskip("tau2")
     cfg = tiny_config(long_pool)

@@ -325,9 +325,7 @@ class AgentBenchOS(Suite):
 
     def home(self) -> Path:
         with self._lock:
-            if self._home is None:
-                self._home = (rootfs.locate() if self.options.rootfs_dir is None else
-                              rootfs.check_tree(Path(self.options.rootfs_dir), "options.rootfs_dir: "))
+            self._home = self._home or rootfs.tree(self.options.rootfs_dir)
             return self._home
 
     def new_sandbox(self) -> Sandbox:

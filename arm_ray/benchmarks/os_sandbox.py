@@ -51,12 +51,13 @@ OUTPUT_CAP = 1 << 20  # bytes of a command's output kept; the rest is read and d
 START_TIMEOUT_S = 20.0
 
 # Mount the throwaway overlay, then hand it to bubblewrap as the root. $1 mount point for the tmpfs, $2 the tree,
-# $3 bubblewrap's info fd, $4 tmpfs size.
-_KEEPER = ('set -e; mount -t tmpfs -o "size=$4,mode=755" arm-os "$1"; mkdir "$1/upper" "$1/work" "$1/root"; '
-           'mount -t overlay overlay -o "lowerdir=$2,upperdir=$1/upper,workdir=$1/work" "$1/root"; '
-           'exec bwrap --bind "$1/root" / --proc /proc --tmpfs /proc/tty/driver --dev /dev --unshare-ipc '
+# $3 bubblewrap's info fd, $4 tmpfs size; what follows them: bubblewrap options of the caller (host folders bound in).
+_KEEPER = ('set -e; m="$1" tree="$2" fd="$3" size="$4"; shift 4; mount -t tmpfs -o "size=$size,mode=755" arm-os "$m"; '
+           'mkdir "$m/upper" "$m/work" "$m/root"; '
+           'mount -t overlay overlay -o "lowerdir=$tree,upperdir=$m/upper,workdir=$m/work" "$m/root"; '
+           'exec bwrap --bind "$m/root" / --proc /proc --tmpfs /proc/tty/driver --dev /dev --unshare-ipc '
            '--unshare-pid --unshare-net --unshare-uts --unshare-cgroup-try --hostname arm-os --die-with-parent '
-           '--info-fd "$3" --chdir / --clearenv --setenv PATH /usr/bin:/bin sleep infinity')
+           '--info-fd "$fd" --chdir / --clearenv --setenv PATH /usr/bin:/bin "$@" sleep infinity')
 
 # The official harness's clean-up of what a terminal prints (prompts, colours, title strings, bracketed paste)
 _CLEAN = [re.compile(p) for p in (rb"\x1b.+@.+[#|$] ", rb"\x1b\[[0-9;]*[a-zA-Z]", rb"\x1b\][0-9]*;[^\x07]*\x07",
@@ -103,8 +104,11 @@ def _read_capped(p: subprocess.Popen, deadline: float) -> tuple[bytes, bool]:
 
 
 class Sandbox:
-    def __init__(self, home: Path, disk_mb: int = 1024, nproc: int = 512):
+    def __init__(self, home: Path, disk_mb: int = 1024, nproc: int = 512, binds: tuple[tuple[str, str], ...] = ()):
+        """`binds`: (host folder, path inside) pairs shared with the host (OfficeBench's /testbed); the machine's
+        root is another host uid, so a shared folder must let others write where the machine writes."""
         self.home, self.disk_mb, self.nproc = Path(home), disk_mb, nproc
+        self.binds = tuple(binds)
         self.uid, self.gid = rootfs.sub_ids()
         self.keeper: subprocess.Popen | None = None
         self.pid: int | None = None  # the machine's `sleep infinity`, as the host sees it
@@ -117,7 +121,7 @@ class Sandbox:
         read, write = os.pipe()
         argv = [*rootfs.mapped(self.uid, self.gid), "--mount", "--propagation", "private", "--kill-child", "--fork",
                 "sh", "-c", _KEEPER, "sh", str(self.home / "mnt"), str(self.home / "rootfs"), str(write),
-                f"{self.disk_mb}m"]
+                f"{self.disk_mb}m", *[a for host, inside in self.binds for a in ("--bind", str(host), inside)]]
         try:
             self.keeper = start_owned(self._limited(argv), "os-sandbox", signal.SIGKILL, pass_fds=(write,),
                                       env=HOST_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -112,6 +112,11 @@ def locate(spec: Spec = Spec(), root: Path | None = None) -> Path:
     return check_tree(home)
 
 
+def tree(rootfs_dir: str | None) -> Path:
+    """A suite's tree: its option `rootfs_dir` (checked), else the one cached for this user."""
+    return locate() if rootfs_dir is None else check_tree(Path(rootfs_dir), "options.rootfs_dir: ")
+
+
 def check_tree(home: Path, where: str = "") -> Path:
     """`home` if it is a built tree this user's sandbox can use, else a ConfigError saying why."""
     try:

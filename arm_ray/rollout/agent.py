@@ -40,8 +40,9 @@ from arm_ray.world.base import Env, Suite, Task
 @dataclass
 class Turn:
     task: Task
-    messages: list[dict]
+    messages: list[dict]  # what the model is shown (Env.view of the conversation)
     tools: list[dict] | None
+    history: list[dict] | None = None  # the whole conversation, where the model is shown less of it
 
 
 class Policy(Protocol):
@@ -130,7 +131,9 @@ def run_mixed(jobs: list[tuple[Suite, Task, str]], policy: Policy | StreamingPol
     together = isinstance(stream, _Batched)
 
     def turn(i: int) -> Turn:
-        return Turn(jobs[i][1], episodes[i].messages, episodes[i].tools)
+        shown = envs[i].view(episodes[i].messages)
+        return Turn(jobs[i][1], shown, episodes[i].tools, None if shown is episodes[i].messages else
+                    episodes[i].messages)
 
     pool = ThreadPoolExecutor(max_workers=max(1, env_workers))
     # resets run in the pool too (the OS suite starts a sandbox per episode, ~0.2 s each): a streaming policy gets

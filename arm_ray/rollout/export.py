@@ -1,6 +1,7 @@
 """Gold trajectories of a suite as calibration data: OpenAI-messages JSONL the roles layer loads.
 
     python -m arm_ray.rollout.export tau2_retail --split train --out data/calibration/tau2_retail_train.jsonl
+    python -m arm_ray.benchmarks.export officebench --split calibration --data-dir PATH/OfficeBench/tasks
 
 Each task is played by the suite's oracle (for τ²: the task's gold actions,
 then a reply holding its required outputs) through the same agent loop and
@@ -44,13 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m arm_ray.rollout.export", description=__doc__.split("\n")[0])
     ap.add_argument("suite", help=f"a suite: {', '.join(SUITES)} (or package.module:Class)")
     ap.add_argument("--split", default="train", help="test, dev, calibration or train (default train)")
-    ap.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the JSONL file to write (default: data/calibration/<suite>_<split>.jsonl)")
+    ap.add_argument("--data-dir", default=None, help="the benchmark's data folder (the suite's option data_dir)")
     ap.add_argument("-n", type=int, default=None, help="first N tasks of the split (default: all)")
     ap.add_argument("--benchmark", default=None, help="the `benchmark` field of each record")
     ap.add_argument("--options", default="{}", help="the suite's options as JSON, e.g. '{\"trials\": 1}'")
     a = ap.parse_args(argv)
     try:
         options = json.loads(a.options)
+        if a.data_dir is not None:
+            options["data_dir"] = str(Path(a.data_dir).resolve())
+        a.out = a.out or Path("data/calibration") / f"{a.suite.replace(':', '_')}_{a.split}.jsonl"
         written, total = export(a.suite, a.split, a.out, a.n, a.benchmark, options)
     except json.JSONDecodeError as e:
         print(f"error: --options: not valid JSON ({e.msg})", file=sys.stderr)

@@ -22,7 +22,7 @@ class OraclePolicy:
         self.suites = {s.name: s for s in suites}
 
     def __call__(self, turns: list[Turn]) -> list[str]:
-        return [self.suites[t.task.suite].oracle_step(t.task, t.messages) for t in turns]
+        return [self.suites[t.task.suite].oracle_step(t.task, t.history or t.messages) for t in turns]
 
 
 class TransformersPolicy:

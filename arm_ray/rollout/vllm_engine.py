@@ -184,7 +184,7 @@ class PromptIds:
 
 def _depth(turn: Turn) -> int:
     """Which assistant turn of its episode `turn` asks for (0: the first)."""
-    return sum(m["role"] == "assistant" for m in turn.messages)
+    return sum(m["role"] == "assistant" for m in (turn.history or turn.messages))
 
 
 class VLLMPolicy:

@@ -91,6 +91,11 @@ class Env:
     def close(self) -> None:
         pass
 
+    def view(self, messages: list[dict]) -> list[dict]:
+        """What the model is shown of the conversation so far (a harness that rebuilds each step's prompt shows a
+        part of it; the episode's record keeps all of it)."""
+        return messages
+
     def details(self) -> dict | None:
         """Anything the benchmark's own tools want from the finished episode (kept in its eval row)."""
         return None
