@@ -1,7 +1,7 @@
 """Gold trajectories of a suite as calibration data: OpenAI-messages JSONL the roles layer loads.
 
     python -m arm_ray.rollout.export tau2_retail --split train --out data/calibration/tau2_retail_train.jsonl
-    python -m arm_ray.benchmarks.export officebench --split calibration --data-dir PATH/OfficeBench/tasks
+    python -m arm_ray.rollout.export officebench --split calibration --data-dir PATH/OfficeBench/tasks
 
 Each task is played by the suite's oracle (for τ²: the task's gold actions,
 then a reply holding its required outputs) through the same agent loop and
