@@ -267,8 +267,8 @@ class OfficeEnv(Env):
             system = SIMIA_SYSTEM.format_map(fields).strip()
             first = system + "\n\n" + SIMIA_UNDECIDED.format_map({"task": s["task"], "available_apps": list(names)})
             return Start([{"role": "system", "content": SIMIA_CHAT_SYSTEM}, {"role": "user", "content": first}])
-        self.system = OFFICIAL_SYSTEM.format_map(fields).strip()
-        return Start([{"role": "system", "content": self.system}, {"role": "user", "content": self._prompt()}])
+        system = OFFICIAL_SYSTEM.format_map(fields).strip()
+        return Start([{"role": "system", "content": system}, {"role": "user", "content": self._prompt()}])
 
     def view(self, messages: list[dict]) -> list[dict]:
         """What the model sees: the official harness sends each step as its system message and the latest prompt."""
